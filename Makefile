@@ -1,0 +1,40 @@
+# tfdl: `make help` lists the targets. Every target installs first when .venv is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIPELINE ?= pipelines/mlp.yaml
+PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint ui clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/tfdl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/tfdl ## Create .venv and install tfdl with its dev tools
+
+train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml] [ARGS="train.epochs=3"]
+	$(BIN)/tfdl train $(PIPELINE) $(ARGS)
+
+test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included)
+	$(BIN)/pytest -q
+
+test-fast: $(BIN)/tfdl ## Run the tests not marked slow
+	$(BIN)/pytest -q -m "not slow"
+
+lint: $(BIN)/tfdl ## Check style with ruff
+	$(BIN)/ruff check tfdl tests
+	$(BIN)/ruff format --check tfdl tests
+
+ui: $(BIN)/tfdl ## Open the MLflow UI over the project store on 127.0.0.1 [PORT=5000]
+	$(BIN)/tfdl ui --port $(PORT)
+
+clean: ## Remove caches and build files (keeps .venv and the runs in mlruns/)
+	rm -rf build *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

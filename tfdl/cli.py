@@ -1,0 +1,120 @@
+"""The `tfdl` command. TensorFlow is imported only by the commands that train.
+
+Bad input is one line on stderr, `error: <field>: <problem>; allowed: ...`, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tfdl.errors import ConfigError
+
+from tfdl.store import PROJECT
+
+PIPELINES = PROJECT / "pipelines"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the project's one-line form."""
+
+    def error(self, message):
+        raise ConfigError(self.prog, message, "see `tfdl --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="tfdl",
+        description="Train, track and compare the models of an introductory deep-learning course.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a pipeline and record it in MLflow")
+    t.add_argument("pipeline", help="a pipeline YAML file, e.g. pipelines/mlp.yaml")
+    t.add_argument(
+        "overrides", nargs="*", help="dotted.path=value, e.g. train.epochs=3 model.units=[64,32]"
+    )
+
+    sub.add_parser("list", help="list architectures, datasets and pipelines")
+
+    u = sub.add_parser("ui", help="open the MLflow UI over the project store on 127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return {"train": _train, "list": _list, "ui": _ui}[args.command](args)
+    except ConfigError as err:
+        print(err.line(), file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from tfdl.config import load_pipeline
+
+    cfg = load_pipeline(args.pipeline, args.overrides)  # validated before TensorFlow loads
+    # SIGTERM ends the run like Ctrl-C: marked KILLED in MLflow, never left RUNNING.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfdl.train import train
+
+    try:
+        result = train(cfg, pipeline_path=args.pipeline)
+    except KeyboardInterrupt:
+        print("interrupted: the run is marked KILLED", file=sys.stderr)
+        return 130
+    metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
+    print(f"run {result.run_id} finished: {metrics}")
+    print("compare runs with `make ui`")
+    return 0
+
+
+def _list(args) -> int:
+    from tfdl.config import describe
+    from tfdl.data.schema import SOURCES
+    from tfdl.models.schema import ARCHITECTURES
+
+    def section(title, rows):
+        print(f"{title}:")
+        width = max((len(name) for name, _ in rows), default=0)
+        for name, text in rows:
+            print(f"  {name:<{width}}  {text}")
+
+    def first_line(cls):
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+    section("architectures", [(n, first_line(c)) for n, c in ARCHITECTURES.items()])
+    section("datasets", [(n, first_line(c)) for n, c in SOURCES.items()])
+    files = sorted(PIPELINES.glob("*.yaml"))
+    section("pipelines", [(str(f.relative_to(PROJECT)), describe(f)) for f in files])
+    return 0
+
+
+def _ui(args) -> int:
+    from tfdl.store import STORE, tracking_uri
+
+    uri = tracking_uri()
+    cmd = [
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
+    if uri.startswith("sqlite:///"):
+        cmd += ["--default-artifact-root", str(STORE / "artifacts")]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store: {uri}); Ctrl-C stops it", flush=True)
+    mlflow = Path(sys.executable).with_name("mlflow")
+    os.execv(str(mlflow), cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

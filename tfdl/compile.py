@@ -1,0 +1,142 @@
+"""What model.compile gets: the optimizer, loss and metrics a pipeline names.
+
+`resolve` fills the task-dependent choices (`loss: auto`, default metrics) once the data
+set's task is known, and rejects combinations the task cannot take, before any run starts.
+"""
+
+from tfdl.errors import ConfigError
+from tfdl.models.schema import ARCHITECTURES
+
+# Loss and metrics each task can take; the first loss is the "auto" choice.
+TASK_LOSSES = {
+    "binary": ("binary_crossentropy", "mse", "mae", "huber"),
+    "multiclass": ("sparse_categorical_crossentropy", "categorical_crossentropy"),
+    "regression": ("mse", "mae", "huber"),
+}
+TASK_METRICS = {
+    "binary": ("accuracy", "auc", "precision", "recall"),
+    "multiclass": ("accuracy",),
+    "regression": ("mae", "mse", "rmse"),
+}
+
+
+def resolve(cfg, spec):
+    """A copy of the pipeline with loss and metrics resolved for the data set's task."""
+    task, arch = spec.task, ARCHITECTURES[cfg.model.arch]
+    if task not in arch.tasks:
+        able = [name for name, a in ARCHITECTURES.items() if task in a.tasks]
+        raise ConfigError(
+            "model.arch",
+            f"{cfg.model.arch} cannot learn the {task} task of dataset {cfg.data.source!r}",
+            ", ".join(able),
+        )
+    loss = cfg.train.loss
+    if loss == "auto":
+        # A binary output that is not a sigmoid is no probability: fit it by squared error.
+        out = cfg.model.output_activation
+        loss = "mse" if task == "binary" and out not in (None, "sigmoid") else TASK_LOSSES[task][0]
+    elif loss not in TASK_LOSSES[task]:
+        raise ConfigError(
+            "train.loss", f"{loss!r} does not fit a {task} task", ", ".join(TASK_LOSSES[task])
+        )
+    metrics = cfg.train.metrics if cfg.train.metrics is not None else [TASK_METRICS[task][0]]
+    for m in metrics:
+        if m not in TASK_METRICS[task]:
+            raise ConfigError(
+                "train.metrics", f"{m!r} does not fit a {task} task", ", ".join(TASK_METRICS[task])
+            )
+    resolved = cfg.model_copy(deep=True)
+    resolved.train.loss, resolved.train.metrics = loss, list(metrics)
+    _check_monitors(resolved)
+    return resolved
+
+
+def logged_names(cfg) -> list[str]:
+    """The names Keras logs each epoch for this pipeline."""
+    names = ["loss", *cfg.train.metrics]
+    return names + [f"val_{n}" for n in names]
+
+
+def _check_monitors(cfg):
+    allowed = logged_names(cfg)
+    for name, section in cfg.callbacks:
+        monitor = getattr(section, "monitor", None)
+        if monitor is not None and monitor not in allowed:
+            raise ConfigError(
+                f"callbacks.{name}.monitor", f"{monitor!r} is not logged", ", ".join(allowed)
+            )
+
+
+# --------------------------------------------------------------- Keras objects (imports Keras)
+
+
+def make_optimizer(opt):
+    """A Keras optimizer from the `train.optimizer` section."""
+    import keras
+
+    clip = {
+        k: getattr(opt, k) for k in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(opt, k)
+    }
+    lr = opt.learning_rate
+    match opt.name:
+        case "sgd":
+            return keras.optimizers.SGD(lr, **clip)
+        case "momentum" | "nesterov":
+            return keras.optimizers.SGD(
+                lr, momentum=opt.momentum, nesterov=opt.name == "nesterov", **clip
+            )
+        case "adagrad":
+            return keras.optimizers.Adagrad(
+                lr,
+                initial_accumulator_value=opt.initial_accumulator_value,
+                epsilon=opt.epsilon,
+                **clip,
+            )
+        case "adadelta":
+            return keras.optimizers.Adadelta(lr, rho=opt.rho, epsilon=opt.epsilon, **clip)
+        case "rmsprop":
+            return keras.optimizers.RMSprop(
+                lr, rho=opt.rho, momentum=opt.momentum, epsilon=opt.epsilon, **clip
+            )
+        case "adam" | "adamw":
+            kwargs = dict(
+                beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon, amsgrad=opt.amsgrad
+            )
+            if opt.name == "adamw":
+                return keras.optimizers.AdamW(lr, weight_decay=opt.weight_decay, **kwargs, **clip)
+            return keras.optimizers.Adam(lr, **kwargs, **clip)
+    raise AssertionError(opt.name)  # the schema admits no other name
+
+
+def make_metrics(names, task: str, loss: str):
+    """Keras metric objects named as the config names them, so logs use those names."""
+    import keras
+
+    one_hot = loss == "categorical_crossentropy"
+    accuracy = {
+        "binary": keras.metrics.BinaryAccuracy,
+        "multiclass": keras.metrics.CategoricalAccuracy
+        if one_hot
+        else keras.metrics.SparseCategoricalAccuracy,
+    }
+    make = {
+        "accuracy": lambda: accuracy[task](name="accuracy"),
+        "auc": lambda: keras.metrics.AUC(name="auc"),
+        "precision": lambda: keras.metrics.Precision(name="precision"),
+        "recall": lambda: keras.metrics.Recall(name="recall"),
+        "mae": lambda: keras.metrics.MeanAbsoluteError(name="mae"),
+        "mse": lambda: keras.metrics.MeanSquaredError(name="mse"),
+        "rmse": lambda: keras.metrics.RootMeanSquaredError(name="rmse"),
+    }
+    return [make[n]() for n in names]
+
+
+def compile_model(model, cfg, task: str):
+    """Compile with the resolved pipeline's optimizer, loss and metrics."""
+    loss = cfg.train.loss
+    model.compile(
+        optimizer=make_optimizer(cfg.train.optimizer),
+        loss=loss,
+        metrics=make_metrics(cfg.train.metrics, task, loss),
+    )
+    return model

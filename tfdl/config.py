@@ -1,0 +1,401 @@
+"""The pipeline schema, YAML loading, dotted overrides, and pydantic errors as one line.
+
+Config is data, validated once here: past this module, code trusts its inputs. Nothing in
+this module imports TensorFlow, NumPy or scikit-learn, so errors answer at once.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from tfdl.data.schema import DataConfig
+from tfdl.errors import ConfigError
+from tfdl.models.schema import ModelConfig
+from tfdl.schema import PositiveInt, Rate, StrictModel
+
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+class _Optimizer(StrictModel):
+    learning_rate: PositiveFloat = 0.001
+    clipnorm: PositiveFloat | None = None  # clip each gradient tensor's norm
+    clipvalue: PositiveFloat | None = None  # clip each gradient element
+    global_clipnorm: PositiveFloat | None = None  # clip the norm of all gradients together
+
+    @model_validator(mode="after")
+    def _one_clip(self):
+        set_ = [k for k in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(self, k)]
+        if len(set_) > 1:
+            raise ValueError(
+                f"set at most one of clipnorm, clipvalue, global_clipnorm (got {set_})"
+            )
+        return self
+
+
+class SGD(_Optimizer):
+    name: Literal["sgd"] = "sgd"
+    learning_rate: PositiveFloat = 0.01
+
+
+class Momentum(_Optimizer):
+    """SGD with momentum."""
+
+    name: Literal["momentum"] = "momentum"
+    learning_rate: PositiveFloat = 0.01
+    momentum: Rate = 0.9
+
+
+class Nesterov(_Optimizer):
+    """SGD with Nesterov momentum."""
+
+    name: Literal["nesterov"] = "nesterov"
+    learning_rate: PositiveFloat = 0.01
+    momentum: Rate = 0.9
+
+
+class Adagrad(_Optimizer):
+    name: Literal["adagrad"] = "adagrad"
+    learning_rate: PositiveFloat = 0.01
+    initial_accumulator_value: PositiveFloat = 0.1
+    epsilon: PositiveFloat = 1e-7
+
+
+class Adadelta(_Optimizer):
+    name: Literal["adadelta"] = "adadelta"
+    learning_rate: PositiveFloat = 1.0  # Adadelta's step is scaled by rates it tracks itself
+    rho: Rate = 0.95
+    epsilon: PositiveFloat = 1e-7
+
+
+class RMSprop(_Optimizer):
+    name: Literal["rmsprop"] = "rmsprop"
+    rho: Rate = 0.9
+    momentum: Rate = 0.0
+    epsilon: PositiveFloat = 1e-7
+
+
+class Adam(_Optimizer):
+    name: Literal["adam"] = "adam"
+    beta_1: Rate = 0.9
+    beta_2: Rate = 0.999
+    epsilon: PositiveFloat = 1e-7
+    amsgrad: bool = False
+
+
+class AdamW(Adam):
+    name: Literal["adamw"] = "adamw"
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.004
+
+
+OPTIMIZERS = (SGD, Momentum, Nesterov, Adagrad, Adadelta, RMSprop, Adam, AdamW)
+OptimizerConfig = Annotated[Union[OPTIMIZERS], Field(discriminator="name")]  # noqa: UP007
+
+# ------------------------------------------------------------------------ train and callbacks
+
+Loss = Literal[
+    "auto",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "mse",
+    "mae",
+    "huber",
+]
+Metric = Literal["accuracy", "auc", "precision", "recall", "mae", "mse", "rmse"]
+
+
+class TrainConfig(StrictModel):
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 32
+    seed: NonNegativeInt = 42  # drives the split, data generation and initial weights
+    optimizer: OptimizerConfig = Field(default_factory=Adam)
+    loss: Loss = "auto"  # auto: follows the task (and the output activation)
+    metrics: list[Metric] | None = None  # None: accuracy for classifiers, mae for regression
+    verbose: Literal[0, 1, 2] = 2  # Keras fit verbosity: 2 prints one line per epoch
+
+
+Mode = Literal["auto", "min", "max"]
+
+
+class EarlyStoppingConfig(StrictModel):
+    monitor: str = "val_loss"
+    mode: Mode = "auto"
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    patience: NonNegativeInt = 5
+    start_from_epoch: NonNegativeInt = 0
+    restore_best_weights: bool = True
+
+
+class ReduceLROnPlateauConfig(StrictModel):
+    monitor: str = "val_loss"
+    mode: Mode = "auto"
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    patience: NonNegativeInt = 3
+    min_delta: Annotated[float, Field(ge=0.0)] = 1e-4
+    cooldown: NonNegativeInt = 0
+    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class CallbacksConfig(StrictModel):
+    """Each key switches a callback on; the stack is assembled in this order."""
+
+    early_stopping: EarlyStoppingConfig | None = None
+    reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = None
+
+
+class TrackingConfig(StrictModel):
+    experiment: Annotated[str, Field(min_length=1)] = "tfdl"
+    run_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    log_model: bool = True
+
+
+class PipelineConfig(StrictModel):
+    """One experiment: data -> model -> training, recorded as one MLflow run."""
+
+    description: str = ""
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+SECTIONS = tuple(PipelineConfig.model_fields)
+
+# ------------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML file that must hold a mapping; any problem is a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            str(path), "no such file", "a pipeline YAML file, e.g. pipelines/mlp.yaml"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "cannot be parsed"
+        raise ConfigError(str(path), f"malformed YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), f"cannot be read: {err}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            str(path),
+            f"the top level is a {type(raw).__name__}, not a mapping",
+            ", ".join(SECTIONS),
+        )
+    return raw
+
+
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.epochs=3` -> (["train", "epochs"], 3); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not _PATH.match(key.strip()):
+        raise ConfigError(
+            text,
+            "bad override syntax",
+            "dotted.path=value, e.g. train.epochs=3 model.units=[64,32]",
+        )
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(key, f"cannot parse override value {value!r}", "a YAML value") from None
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set dotted paths in the raw mapping; validation afterwards catches unknown keys."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                where = ".".join(keys[: i + 1])
+                raise ConfigError(where, f"is a value ({child!r}), not a section", "a mapping")
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def validate(raw: dict, model: type[BaseModel] = PipelineConfig) -> BaseModel:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise to_config_error(err, model) from None
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Read, override and validate a pipeline file."""
+    return validate(apply_overrides(read_yaml(path), list(overrides)))
+
+
+def describe(path: str | Path) -> str:
+    """The one-line description of a pipeline file, without validating it."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return str(raw.get("description", "")).strip().splitlines()[0]
+    except Exception:  # a listing must never fail on one bad file
+        return ""
+
+
+# ------------------------------------------------------------------ pydantic errors, one line
+
+# What the discriminator of each tagged section is called in the course's words.
+_TAG_NOUN = {"arch": "architecture", "source": "dataset", "name": "optimizer"}
+_KIND = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _strip_optional(ann):
+    if typing.get_origin(ann) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return ann
+
+
+def _constraints(ann, metadata=()) -> list:
+    out = list(metadata)
+    while typing.get_origin(ann) is Annotated:
+        ann, *meta = typing.get_args(ann)
+        out += meta
+    return out
+
+
+def _walk(model: type[BaseModel], loc: tuple):
+    """Follow an error location through the schema.
+
+    Returns the path as the user writes it (tags of discriminated unions dropped), the
+    model class that holds the last key, and the constraints on the last value.
+    """
+    shown: list[str] = []
+    node: Any = model
+    parent: type[BaseModel] | None = None
+    meta: list = []
+    for part in loc:
+        node = _strip_optional(node)
+        while typing.get_origin(node) is Annotated:
+            node = typing.get_args(node)[0]
+        members = [
+            a for a in typing.get_args(node) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if typing.get_origin(node) in (Union, types.UnionType) and members:
+            # the tag picks the member; it is not part of the path the user wrote
+            tagged = [m for m in members if _tag_of(m) == part]
+            if tagged:
+                node = tagged[0]
+                continue
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            parent = node
+            field = node.model_fields.get(str(part))
+            shown.append(str(part))
+            if field is None:
+                node, meta = None, []
+            else:
+                node, meta = field.annotation, _constraints(field.annotation, field.metadata)
+        elif typing.get_origin(node) in (list, tuple):
+            shown[-1:] = [f"{shown[-1]}[{part}]"] if shown else [f"[{part}]"]
+            node = typing.get_args(node)[0] if typing.get_args(node) else None
+            meta = _constraints(node)
+        elif typing.get_origin(node) is dict:
+            shown.append(str(part))
+            node = typing.get_args(node)[1]
+            meta = []
+        else:
+            shown.append(str(part))
+    return ".".join(shown), parent, meta
+
+
+def _tag_of(member: type[BaseModel]):
+    for name in ("arch", "source", "name"):
+        field = member.model_fields.get(name)
+        if field is not None and typing.get_origin(field.annotation) is Literal:
+            return typing.get_args(field.annotation)[0]
+    return None
+
+
+def _bounds(meta: list) -> str:
+    words = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = []
+    for m in meta:
+        for attr, sym in words.items():
+            value = getattr(m, attr, None)
+            if value is not None:
+                parts.append(f"{sym} {value}")
+        if getattr(m, "min_length", None):
+            parts.append(f"at least {m.min_length} item(s)")
+    return " and ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields(model: type[BaseModel] | None) -> str:
+    return ", ".join(model.model_fields) if model else ""
+
+
+def to_config_error(err: ValidationError, model: type[BaseModel] = PipelineConfig) -> ConfigError:
+    """The first pydantic error as `error: <field path>: <problem>; allowed: ...`."""
+    e = err.errors()[0]
+    kind, loc, ctx, value = e["type"], tuple(e["loc"]), e.get("ctx", {}), e.get("input")
+    path, parent, meta = _walk(model, loc)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = ctx.get("discriminator", "").strip("'")
+        tags = ", ".join(t.strip(" '") for t in ctx.get("expected_tags", "").split(","))
+        where = f"{path}.{tag}" if path else tag
+        if kind == "union_tag_not_found":
+            return ConfigError(where, "missing", tags)
+        noun = _TAG_NOUN.get(tag, tag)
+        return ConfigError(where, f"unknown {noun} {ctx.get('tag')!r}", tags)
+    if kind == "extra_forbidden":
+        return ConfigError(path, "unknown key", _fields(parent))
+    if kind == "missing":
+        return ConfigError(path, "missing required key")
+    if kind == "literal_error":
+        allowed = ", ".join(t.strip(" '") for t in re.split(r",| or ", ctx.get("expected", "")))
+        return ConfigError(path, f"{_short(value)} is not allowed", allowed)
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short"):
+        return ConfigError(path, f"{_short(value)} is out of range", _bounds(meta) or e["msg"])
+    if kind in _KIND:
+        return ConfigError(path, f"{_short(value)} is not {_KIND[kind]}", _KIND[kind])
+    msg = e["msg"].removeprefix("Value error, ")
+    return ConfigError(path or "pipeline", msg[:1].lower() + msg[1:])

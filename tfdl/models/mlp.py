@@ -1,0 +1,33 @@
+"""Lecture 1: deep feed-forward networks."""
+
+import keras
+
+from tfdl.models.heads import inputs_for, output_head
+
+
+def build_deep_mlp(
+    spec,
+    *,
+    units=(64, 32),
+    activation: str = "relu",
+    initializer: str = "he_normal",
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+) -> keras.Model:
+    """Stacked dense layers: z_k = g(W_k z_{k-1} + b_k), then the task's output layer.
+
+    He initialisation suits ReLU-like activations, Glorot suits sigmoid/tanh; dropout
+    after each hidden layer regularises; batch norm goes between the affine map and g
+    (the layer's bias is dropped then, since batch norm's beta replaces it).
+    """
+    inputs, x = inputs_for(spec, flatten=True)
+    for i, width in enumerate(units):
+        x = keras.layers.Dense(
+            width, kernel_initializer=initializer, use_bias=not batch_norm, name=f"dense_{i}"
+        )(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+        x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    return keras.Model(inputs, output_head(x, spec), name="deep_mlp")

@@ -1,0 +1,15 @@
+"""Shared pieces of the config schema: a strict base model and the constrained types."""
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]  # dropout rates, fractions of data
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)

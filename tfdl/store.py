@@ -1,0 +1,23 @@
+"""Where runs go, without importing MLflow: the CLI's `ui` and `list` need only this.
+
+Default store: `sqlite:///<project>/mlruns/mlflow.db` with artifacts under
+`<project>/mlruns/artifacts/`, whatever the working directory. MLFLOW_TRACKING_URI
+overrides it (another sqlite file, or a team's tracking server).
+"""
+
+import os
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+STORE = PROJECT / "mlruns"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{STORE / 'mlflow.db'}"
+
+
+def artifact_root(uri: str) -> Path | None:
+    """Where a sqlite store keeps artifacts: beside its database. A server decides itself."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    return None

@@ -1,0 +1,189 @@
+"""The `data` section: one config class per source, which is also the registry.
+
+Each class names its loader (a function in `tfdl.data.sources`) so that validating a pipeline
+never imports numpy, scikit-learn or pandas. The first line of a class's docstring is what
+`tfdl list` shows for the source.
+"""
+
+from typing import Annotated, ClassVar, Literal, Union
+
+from pydantic import Field, model_validator
+
+from tfdl.schema import Fraction, PositiveInt, StrictModel
+
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+
+
+class SourceConfig(StrictModel):
+    """Base of every source: how much data to hold out, how to normalise, which seed."""
+
+    loader: ClassVar[str]  # name of the loader function in tfdl.data.sources
+
+    val_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.15
+    normalize: Literal["standard", "minmax", "none"] = "standard"
+    # Seeds generation and split; None means the training seed (the caller passes it resolved).
+    # Non-negative because scikit-learn and numpy generators only take those.
+    seed: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _leave_enough_to_train(self):
+        total = self.val_fraction + self.test_fraction
+        if total >= 0.9:
+            raise ValueError(
+                f"val_fraction + test_fraction = {total:g} leaves too little to train on; "
+                "their sum must be below 0.9"
+            )
+        return self
+
+
+class Digits(SourceConfig):
+    """Handwritten digits 0-9 as 8x8 grey images (scikit-learn; 1797 samples, 10 classes).
+
+    `as_images` keeps the 8x8x1 image shape (for conv nets); otherwise the 64 pixels are
+    a flat feature vector (for dense nets).
+    """
+
+    source: Literal["digits"]
+    loader: ClassVar[str] = "load_digits"
+    as_images: bool = False
+
+
+class Iris(SourceConfig):
+    """Iris flowers: 4 petal and sepal measurements, 3 species (150 samples)."""
+
+    source: Literal["iris"]
+    loader: ClassVar[str] = "load_iris"
+
+
+class Wine(SourceConfig):
+    """Wines from 3 cultivars told apart by 13 chemical measurements (178 samples)."""
+
+    source: Literal["wine"]
+    loader: ClassVar[str] = "load_wine"
+
+
+class BreastCancer(SourceConfig):
+    """Breast tumours, malignant or benign, from 30 cell-nucleus features (569 samples, binary)."""
+
+    source: Literal["breast_cancer"]
+    loader: ClassVar[str] = "load_breast_cancer"
+
+
+class Diabetes(SourceConfig):
+    """Diabetes progression a year on from 10 baseline measurements (442 samples, regression)."""
+
+    source: Literal["diabetes"]
+    loader: ClassVar[str] = "load_diabetes"
+
+
+class Mnist1D(SourceConfig):
+    """MNIST-1D: the ten digits as 40-step 1-D signals, generated locally (10 classes).
+
+    Generated on the spot with `mnist1d.data.make_dataset` from the seed (nothing is
+    downloaded or cached). The generator makes `num_samples // 10` signals per digit.
+    `as_sequence` gives each sample the shape (40, 1) (40 time steps, one feature) for
+    convolutional or recurrent nets; otherwise a flat vector of 40 features.
+    """
+
+    source: Literal["mnist1d"]
+    loader: ClassVar[str] = "load_mnist1d"
+    num_samples: PositiveInt = 5000
+    as_sequence: bool = False
+
+
+class PassTheClass(SourceConfig):
+    """Will I pass this class? Lectures attended and hours on the project -> pass or fail.
+
+    The lecture's perceptron example, simulated: x1 = lectures attended (an integer, uniform
+    on 0..15), x2 = hours spent on the final project (uniform on 0..12). A student passes
+    (label 1, else 0) with probability
+
+        p = sigmoid(-9 + 0.6 * x1 + 0.75 * x2)
+
+    so the true decision boundary is the line 0.6 x1 + 0.75 x2 = 9, about half the class
+    passes, and the coin flips near the line cap the best possible accuracy at about 87%.
+    """
+
+    source: Literal["pass_the_class"]
+    loader: ClassVar[str] = "load_pass_the_class"
+    n_samples: PositiveInt = 500
+
+
+class Moons(SourceConfig):
+    """Two interleaving half circles, red vs green: not linearly separable (2-D, binary).
+
+    scikit-learn's `make_moons`; `noise` is the standard deviation of the Gaussian noise
+    added to each coordinate.
+    """
+
+    source: Literal["moons"]
+    loader: ClassVar[str] = "load_moons"
+    n_samples: PositiveInt = 500
+    noise: NonNegativeFloat = 0.1
+
+
+class Circles(SourceConfig):
+    """A small circle inside a large one, red vs green (2-D, binary).
+
+    scikit-learn's `make_circles`; `factor` is the inner circle's radius relative to the
+    outer one, `noise` the standard deviation of the Gaussian noise on each coordinate.
+    """
+
+    source: Literal["circles"]
+    loader: ClassVar[str] = "load_circles"
+    n_samples: PositiveInt = 500
+    noise: NonNegativeFloat = 0.05
+    factor: Fraction = 0.5
+
+
+class Spirals(SourceConfig):
+    """Two interleaved spirals, red vs green: the hard case for a shallow net (2-D, binary).
+
+    Each arm winds `turns` times around the origin, its radius growing by 1 per turn, the
+    green arm being the red one rotated by half a turn (so the arms are 0.5 apart).
+    `noise` is the standard deviation of the Gaussian noise on each coordinate.
+    """
+
+    source: Literal["spirals"]
+    loader: ClassVar[str] = "load_spirals"
+    n_samples: PositiveInt = 500
+    noise: NonNegativeFloat = 0.1
+    turns: Annotated[float, Field(gt=0.0)] = 1.5
+
+
+class Csv(SourceConfig):
+    """Any CSV file: one target column, every other column a numeric feature.
+
+    With `task: auto` a target of strings or booleans, or of integers with at most 20
+    distinct values, is a classification (binary for 2 classes, else multiclass); anything
+    else is a regression. Class labels are numbered in sorted order; the class names are
+    the original labels.
+    """
+
+    source: Literal["csv"]
+    loader: ClassVar[str] = "load_csv"
+    path: str
+    target: str
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+
+
+_CLASSES = (
+    Digits,
+    Iris,
+    Wine,
+    BreastCancer,
+    Diabetes,
+    Mnist1D,
+    PassTheClass,
+    Moons,
+    Circles,
+    Spirals,
+    Csv,
+)
+SOURCES: dict[str, type[SourceConfig]] = {
+    cls.model_fields["source"].annotation.__args__[0]: cls for cls in _CLASSES
+}
+
+# The discriminated union the pipeline schema uses as the type of its `data` section.
+DataConfig = Annotated[Union[_CLASSES], Field(discriminator="source")]  # noqa: UP007

@@ -1,0 +1,116 @@
+"""Train / validation / test split and the normalisation fitted on the training split only.
+
+The test split is set aside first and the validation split is taken from what remains, both
+stratified by class for classification so every split has the whole set's class balance.
+Scaling statistics come from the training split alone: the validation and test samples stand
+for data the model has never seen, so they must not leak into the preprocessing either.
+"""
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from tfdl.data import sources
+from tfdl.data.schema import SourceConfig
+from tfdl.data.spec import Arrays, Splits
+from tfdl.errors import ConfigError
+
+SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler}
+
+
+def load_splits(cfg: SourceConfig, seed: int) -> Splits:
+    """Load the source `cfg` describes and split it; `seed` is the training seed, used when
+    the data section sets none."""
+    seed = cfg.seed if cfg.seed is not None else seed
+    arrays = getattr(sources, cfg.loader)(cfg, seed)
+    return split_and_normalise(arrays, cfg, seed)
+
+
+def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:
+    """Split `arrays` by `cfg`'s fractions (deterministic in `seed`), then normalise."""
+    stratified = arrays.spec.task in ("binary", "multiclass")
+    train, val, test = _split_indices(arrays.y, cfg, seed, stratified)
+    x_train, x_val, x_test, stats = _normalise(
+        arrays.x[train], arrays.x[val], arrays.x[test], cfg.normalize
+    )
+    info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
+    info |= {"normalize": cfg.normalize, **stats}
+    return Splits(
+        x_train=x_train,
+        y_train=arrays.y[train],
+        x_val=x_val,
+        y_val=arrays.y[val],
+        x_test=x_test,
+        y_test=arrays.y[test],
+        spec=arrays.spec,
+        info=info,
+    )
+
+
+def _split_indices(y: np.ndarray, cfg: SourceConfig, seed: int, stratified: bool):
+    rows = np.arange(len(y))
+    # The validation share is of what is left after the test split, hence the rescaling.
+    val_of_rest = cfg.val_fraction / (1.0 - cfg.test_fraction)
+    try:
+        rest, test = train_test_split(
+            rows, test_size=cfg.test_fraction, random_state=seed, stratify=_by(y, stratified)
+        )
+        train, val = train_test_split(
+            rest, test_size=val_of_rest, random_state=seed, stratify=_by(y[rest], stratified)
+        )
+    except ValueError as err:  # too few samples, or a class too small to stratify
+        raise _split_error(y, cfg, stratified, err) from None
+    return train, val, test
+
+
+def _by(y: np.ndarray, stratified: bool):
+    return y if stratified else None
+
+
+def _split_error(y: np.ndarray, cfg: SourceConfig, stratified: bool, err: ValueError):
+    n, reason = len(y), str(err).split("\n")[0]
+    fractions = f"val_fraction={cfg.val_fraction:g}, test_fraction={cfg.test_fraction:g}"
+    if not stratified:
+        return ConfigError(
+            "data.val_fraction",
+            f"cannot split {n} samples into train/val/test with {fractions}: {reason}",
+            "more samples, or fractions that leave every split at least one sample",
+        )
+    counts = np.bincount(y)
+    k = len(counts)
+    return ConfigError(
+        "data.val_fraction",
+        f"cannot split {n} samples of {k} classes (the smallest has {counts.min()}) into "
+        f"train/val/test stratified by class with {fractions}: {reason}",
+        f"at least 3 samples per class and fractions giving every split at least {k} samples "
+        f"(here each fraction >= {k / n:.2g})",
+    )
+
+
+def _normalise(x_train: np.ndarray, x_val: np.ndarray, x_test: np.ndarray, how: str):
+    if how == "none":
+        return x_train, x_val, x_test, {}
+    # Scalers work on a table: images and sequences are flattened to one column per value.
+    scaler = SCALERS[how]().fit(_flat(x_train))
+    scaled = [
+        scaler.transform(_flat(x)).reshape(x.shape).astype(np.float32)
+        for x in (x_train, x_val, x_test)
+    ]
+    return *scaled, _summary(scaler)
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1)
+
+
+def _summary(scaler) -> dict:
+    """The fitted statistics' range over features, as plain floats for logging."""
+    if isinstance(scaler, StandardScaler):
+        stats = {"mean": scaler.mean_, "std": scaler.scale_}
+    else:
+        stats = {"min": scaler.data_min_, "max": scaler.data_max_}
+    summary = {}
+    for name, values in stats.items():
+        summary[f"train_{name}_lo"] = float(np.min(values))
+        summary[f"train_{name}_hi"] = float(np.max(values))
+    return summary

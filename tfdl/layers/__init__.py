@@ -1,0 +1,30 @@
+"""Lecture layers written from scratch, each tested equal to its Keras counterpart.
+
+- :class:`PerceptronDense` -- ``y = g(w0 + X^T W)`` (``keras.layers.Dense``)
+- :class:`SimpleRNNCellScratch` -- ``h_t = tanh(W_hh h_{t-1} + W_xh x_t + b)``
+  (``keras.layers.SimpleRNNCell``)
+- :func:`scaled_dot_product_attention`, :func:`causal_mask` and
+  :class:`MultiHeadAttentionScratch` (``keras.layers.MultiHeadAttention``)
+- :class:`SinusoidalPositionalEncoding` and :func:`sinusoidal_positions`
+
+Importing this package imports Keras (and so TensorFlow).
+"""
+
+from tfdl.layers.attention import (
+    MultiHeadAttentionScratch,
+    causal_mask,
+    scaled_dot_product_attention,
+)
+from tfdl.layers.dense import PerceptronDense
+from tfdl.layers.positional_encoding import SinusoidalPositionalEncoding, sinusoidal_positions
+from tfdl.layers.rnn_cell import SimpleRNNCellScratch
+
+__all__ = [
+    "MultiHeadAttentionScratch",
+    "PerceptronDense",
+    "SimpleRNNCellScratch",
+    "SinusoidalPositionalEncoding",
+    "causal_mask",
+    "scaled_dot_product_attention",
+    "sinusoidal_positions",
+]

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from tfdl.errors import ConfigError
-
 from tfdl.store import PROJECT
 
 PIPELINES = PROJECT / "pipelines"
@@ -54,17 +53,42 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _import_tensorflow_quietly():
+    """Import TensorFlow without its C++ start-up notices (no CUDA driver, CPU features).
+
+    They are written to the stderr file descriptor before logging is set up, so no
+    setting hides them; TF_CPP_MIN_LOG_LEVEL (default here 3) governs the rest.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
+        import tensorflow  # noqa: F401  # the user asked to see TensorFlow's logs
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _train(args) -> int:
+    from tfdl.compile import prepare
     from tfdl.config import load_pipeline
 
-    cfg = load_pipeline(args.pipeline, args.overrides)  # validated before TensorFlow loads
+    # Everything that can reject the input runs before TensorFlow loads.
+    cfg = load_pipeline(args.pipeline, args.overrides)
+    prepared = prepare(cfg)
     # SIGTERM ends the run like Ctrl-C: marked KILLED in MLflow, never left RUNNING.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _import_tensorflow_quietly()
     from tfdl.train import train
 
     try:
-        result = train(cfg, pipeline_path=args.pipeline)
+        result = train(cfg, pipeline_path=args.pipeline, prepared=prepared)
     except KeyboardInterrupt:
         print("interrupted: the run is marked KILLED", file=sys.stderr)
         return 130

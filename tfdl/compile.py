@@ -1,7 +1,8 @@
 """What model.compile gets: the optimizer, loss and metrics a pipeline names.
 
-`resolve` fills the task-dependent choices (`loss: auto`, default metrics) once the data
-set's task is known, and rejects combinations the task cannot take, before any run starts.
+`prepare` loads the data and `resolve` fills the task-dependent choices (`loss: auto`,
+default metrics) and rejects combinations the task cannot take: both run before
+TensorFlow is imported and before any run starts.
 """
 
 from tfdl.errors import ConfigError
@@ -18,6 +19,14 @@ TASK_METRICS = {
     "multiclass": ("accuracy",),
     "regression": ("mae", "mse", "rmse"),
 }
+
+
+def prepare(cfg):
+    """Load the data and resolve the pipeline against its task: (resolved config, splits)."""
+    from tfdl.data.split import load_splits
+
+    splits = load_splits(cfg.data, cfg.train.seed)
+    return resolve(cfg, splits.spec), splits
 
 
 def resolve(cfg, spec):
@@ -47,6 +56,8 @@ def resolve(cfg, spec):
             )
     resolved = cfg.model_copy(deep=True)
     resolved.train.loss, resolved.train.metrics = loss, list(metrics)
+    if resolved.data.seed is None:
+        resolved.data.seed = cfg.train.seed  # the logged config says which seed split the data
     _check_monitors(resolved)
     return resolved
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from tfdl.data.schema import DataConfig
 from tfdl.errors import ConfigError
@@ -98,7 +99,17 @@ class AdamW(Adam):
 
 
 OPTIMIZERS = (SGD, Momentum, Nesterov, Adagrad, Adadelta, RMSprop, Adam, AdamW)
-OptimizerConfig = Annotated[Union[OPTIMIZERS], Field(discriminator="name")]  # noqa: UP007
+
+
+def _optimizer_name(value) -> str | None:
+    # A section without a name is Adam, so `train.optimizer.learning_rate=0.1` just works.
+    return value.get("name", "adam") if isinstance(value, dict) else getattr(value, "name", None)
+
+
+OptimizerConfig = Annotated[
+    Union[tuple(Annotated[c, Tag(c.model_fields["name"].default)] for c in OPTIMIZERS)],  # noqa: UP007
+    Discriminator(_optimizer_name),
+]
 
 # ------------------------------------------------------------------------ train and callbacks
 
@@ -292,11 +303,28 @@ def _strip_optional(ann):
 
 
 def _constraints(ann, metadata=()) -> list:
-    out = list(metadata)
+    """Bounds like Gt(0) from a field's metadata or an Annotated type (Field() nests them)."""
+    out: list = []
+    for m in metadata:
+        out += m.metadata if isinstance(m, FieldInfo) else [m]
     while typing.get_origin(ann) is Annotated:
         ann, *meta = typing.get_args(ann)
-        out += meta
+        out += _constraints(None, meta)
     return out
+
+
+def _members(node) -> list[type[BaseModel]]:
+    """The models of a (tagged) union, or [] when `node` is not one."""
+    node = _strip_optional(node)
+    while typing.get_origin(node) is Annotated:
+        node = typing.get_args(node)[0]
+    if typing.get_origin(node) not in (Union, types.UnionType):
+        return []
+    args = [
+        typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a
+        for a in typing.get_args(node)
+    ]
+    return [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
 
 
 def _walk(model: type[BaseModel], loc: tuple):
@@ -310,18 +338,15 @@ def _walk(model: type[BaseModel], loc: tuple):
     parent: type[BaseModel] | None = None
     meta: list = []
     for part in loc:
+        members = _members(node)
+        # A tag picks the union's member; it is not part of the path the user wrote.
+        tagged = [m for m in members if _tag(m, _tag_field(members)) == part]
+        if tagged:
+            node = tagged[0]
+            continue
         node = _strip_optional(node)
         while typing.get_origin(node) is Annotated:
             node = typing.get_args(node)[0]
-        members = [
-            a for a in typing.get_args(node) if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if typing.get_origin(node) in (Union, types.UnionType) and members:
-            # the tag picks the member; it is not part of the path the user wrote
-            tagged = [m for m in members if _tag_of(m) == part]
-            if tagged:
-                node = tagged[0]
-                continue
         if isinstance(node, type) and issubclass(node, BaseModel):
             parent = node
             field = node.model_fields.get(str(part))
@@ -340,14 +365,25 @@ def _walk(model: type[BaseModel], loc: tuple):
             meta = []
         else:
             shown.append(str(part))
-    return ".".join(shown), parent, meta
+    return ".".join(shown), parent, meta, node
 
 
-def _tag_of(member: type[BaseModel]):
-    for name in ("arch", "source", "name"):
-        field = member.model_fields.get(name)
-        if field is not None and typing.get_origin(field.annotation) is Literal:
-            return typing.get_args(field.annotation)[0]
+def _tag(member: type[BaseModel], field: str | None):
+    args = typing.get_args(member.model_fields[field].annotation) if field else ()
+    return args[0] if len(args) == 1 else None
+
+
+def _tag_field(members: list[type[BaseModel]]) -> str | None:
+    """The field that tells a union's members apart (arch, source, name): one value each."""
+    if not members:
+        return None
+    for name, field in members[0].model_fields.items():
+        if typing.get_origin(field.annotation) is not Literal:
+            continue
+        if all(name in m.model_fields for m in members):
+            values = [_tag(m, name) for m in members]
+            if None not in values and len(set(values)) == len(values):
+                return name
     return None
 
 
@@ -377,10 +413,11 @@ def to_config_error(err: ValidationError, model: type[BaseModel] = PipelineConfi
     """The first pydantic error as `error: <field path>: <problem>; allowed: ...`."""
     e = err.errors()[0]
     kind, loc, ctx, value = e["type"], tuple(e["loc"]), e.get("ctx", {}), e.get("input")
-    path, parent, meta = _walk(model, loc)
+    path, parent, meta, node = _walk(model, loc)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        tag = ctx.get("discriminator", "").strip("'")
-        tags = ", ".join(t.strip(" '") for t in ctx.get("expected_tags", "").split(","))
+        members = _members(node)
+        tag = _tag_field(members)
+        tags = ", ".join(str(_tag(m, tag)) for m in members)
         where = f"{path}.{tag}" if path else tag
         if kind == "union_tag_not_found":
             return ConfigError(where, "missing", tags)

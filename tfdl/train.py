@@ -12,10 +12,9 @@ import keras
 
 from tfdl import tracking
 from tfdl.callbacks import build_callbacks
-from tfdl.compile import compile_model, resolve
+from tfdl.compile import compile_model, prepare
 from tfdl.config import PipelineConfig
 from tfdl.data.pipeline import make_datasets
-from tfdl.data.split import load_splits
 from tfdl.errors import ConfigError
 from tfdl.models import build_model
 
@@ -28,24 +27,22 @@ class RunResult:
     model: keras.Model
 
 
-def prepare(cfg: PipelineConfig):
-    """Data, resolved config and compiled model: everything short of training."""
-    seed = cfg.train.seed
-    splits = load_splits(cfg.data, seed)
-    cfg = resolve(cfg, splits.spec)
-    keras.utils.set_random_seed(seed)  # same seed, same initial weights
+def build(cfg: PipelineConfig, spec):
+    """The compiled model of a resolved pipeline."""
+    keras.utils.set_random_seed(cfg.train.seed)  # same seed, same initial weights
     try:
-        model = build_model(cfg.model, splits.spec)
+        model = build_model(cfg.model, spec)
     except ValueError as err:  # e.g. a layer that cannot take this input shape
         raise ConfigError(
-            "model", f"cannot build {cfg.model.arch} for input {splits.spec.input_shape}: {err}"
+            "model", f"cannot build {cfg.model.arch} for input {spec.input_shape}: {err}"
         ) from None
-    compile_model(model, cfg, splits.spec.task)
-    return cfg, splits, model
+    return compile_model(model, cfg, spec.task)
 
 
-def train(cfg: PipelineConfig, *, pipeline_path: str | None = None) -> RunResult:
-    cfg, splits, model = prepare(cfg)
+def train(cfg: PipelineConfig, *, pipeline_path: str | None = None, prepared=None) -> RunResult:
+    """Train and record one run. `prepared` is `compile.prepare(cfg)` when already done."""
+    cfg, splits = prepared or prepare(cfg)
+    model = build(cfg, splits.spec)
     t = cfg.train
     train_ds, val_ds, test_ds = make_datasets(
         splits, batch_size=t.batch_size, seed=t.seed, one_hot=t.loss == "categorical_crossentropy"
@@ -64,6 +61,7 @@ def train(cfg: PipelineConfig, *, pipeline_path: str | None = None) -> RunResult
             epochs=t.epochs,
             callbacks=[*callbacks, tracking.EpochLogger()],
             verbose=t.verbose,
+            shuffle=False,  # the tf.data pipeline shuffles the training split itself
         )
         test_metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
         tracking.log_results(

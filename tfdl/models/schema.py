@@ -49,7 +49,7 @@ class Perceptron(ArchConfig):
 
 
 class DeepMLP(ArchConfig):
-    """Deep feed-forward net: Dense layers with chosen activation, initialiser, dropout, batch norm."""
+    """Deep feed-forward net: dense layers; activation, initialiser, dropout, batch norm."""
 
     arch: Literal["deep_mlp"]
     builder: ClassVar[str] = "mlp:build_deep_mlp"

@@ -1,0 +1,52 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+TFDL = [sys.executable, "-m", "tfdl.cli"]  # the console script, run by this interpreter
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh MLflow sqlite store for one test; returns its folder."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+    return folder
+
+
+@pytest.fixture
+def write_pipeline(tmp_path):
+    """Write a pipeline mapping (or raw text) to a YAML file and return its path."""
+
+    def write(content, name="pipeline.yaml"):
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        return path
+
+    return write
+
+
+def run_tfdl(*args, env=None, timeout=300):
+    """The real `tfdl` command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*TFDL, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=PROJECT,
+    )
+
+
+TINY = {
+    "data": {"source": "digits"},
+    "model": {"arch": "deep_mlp", "units": [16]},
+    "train": {"epochs": 2, "batch_size": 64, "verbose": 0, "optimizer": {"learning_rate": 0.01}},
+    "tracking": {"experiment": "test"},
+}

@@ -1,0 +1,134 @@
+"""The real `tfdl` command: listing, errors without TensorFlow, a full training run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tfdl import store as store_module
+
+from .conftest import PROJECT, TFDL, TINY, run_tfdl
+
+
+def test_list_names_every_architecture_dataset_and_pipeline():
+    out = run_tfdl("list")
+    assert out.returncode == 0, out.stderr
+    for name in (
+        "perceptron",
+        "deep_mlp",
+        "digits",
+        "mnist1d",
+        "pass_the_class",
+        "csv",
+        "pipelines/mlp.yaml",
+        "pipelines/perceptron.yaml",
+    ):
+        assert name in out.stdout
+
+
+def test_help_list_and_errors_do_not_import_tensorflow(tmp_path):
+    """Config errors answer at once: TensorFlow, MLflow and scikit-learn stay unloaded."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {source: digits}\nmodel: {arch: lenet}\n")
+    code = (
+        "import sys\nfrom tfdl.cli import main\n"
+        f"codes = [main(['list']), main(['train', {str(bad)!r}])]\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'mlflow', 'sklearn') if m in sys.modules]\n"
+        "print(codes, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT)
+    assert out.stdout.strip().splitlines()[-1] == "[0, 2] []"
+
+
+def test_bad_input_writes_nothing_to_the_store(tmp_path, write_pipeline):
+    """Errors found only once the data is loaded still come before any run starts."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    path = write_pipeline({**TINY, "model": {"arch": "perceptron"}})  # 10 classes, one neuron
+    out = run_tfdl("train", path, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: model.arch: perceptron cannot learn the multiclass task of dataset 'digits'; "
+        "allowed: deep_mlp"
+    ]
+    assert list(folder.iterdir()) == []
+
+
+def test_default_store_is_the_project_folder_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert store_module.tracking_uri() == f"sqlite:///{PROJECT / 'mlruns' / 'mlflow.db'}"
+    assert (
+        store_module.artifact_root(store_module.tracking_uri()) == PROJECT / "mlruns" / "artifacts"
+    )
+
+
+@pytest.mark.slow
+def test_train_end_to_end(tmp_path, write_pipeline):
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    path = write_pipeline({**TINY, "tracking": {"experiment": "e2e"}})
+    out = run_tfdl(
+        "train", path, "train.epochs=3", "model.units=[12,6]", env={"MLFLOW_TRACKING_URI": uri}
+    )
+    assert out.returncode == 0, out.stderr
+    assert "finished: test_accuracy=" in out.stdout
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.units"] == "[12, 6]" and run.data.params["train.epochs"] == "3"
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3]
+    assert {"test_loss", "test_accuracy"} <= set(run.data.metrics)
+    assert {"config.yaml", "history.csv", "model_summary.txt"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
+    check = (
+        "import mlflow, numpy as np, sys\n"
+        f"mlflow.set_tracking_uri({uri!r})\n"
+        f"m = mlflow.pyfunc.load_model('runs:/{run.info.run_id}/model')\n"
+        "print(np.asarray(m.predict(np.zeros((3, 64), 'float32'))).shape)\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert loaded.stdout.strip().splitlines()[-1] == "(3, 10)", loaded.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_killed(tmp_path, write_pipeline):
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    path = write_pipeline({**TINY, "train": {"epochs": 500, "batch_size": 8, "verbose": 0}})
+    proc = subprocess.Popen(
+        [*TFDL, "train", str(path)],
+        cwd=PROJECT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    )
+    client = MlflowClient(uri)
+    deadline = time.time() + 120
+    run = None
+    while time.time() < deadline and run is None:
+        time.sleep(1)
+        exp = folder.exists() and client.get_experiment_by_name("test")
+        found = client.search_runs([exp.experiment_id]) if exp else []
+        if found and client.get_metric_history(found[0].info.run_id, "loss"):
+            run = found[0]
+    assert run is not None, "the run never logged an epoch"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "KILLED" in err
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    epochs = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 500
+    assert not np.isnan(client.get_run(run.info.run_id).data.metrics["loss"])

@@ -1,0 +1,77 @@
+"""Builders: shapes follow the task, hyperparameters take effect, seeds fix the weights."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+
+from tfdl.data.spec import DataSpec
+from tfdl.models import build_model, get_builder
+from tfdl.models.schema import ARCHITECTURES
+
+BINARY = DataSpec(input_shape=(2,), task="binary", num_classes=2)
+DIGITS = DataSpec(input_shape=(8, 8, 1), task="multiclass", num_classes=10)
+REGRESSION = DataSpec(input_shape=(5,), task="regression")
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_builder_defaults_equal_the_schema(arch):
+    """A notebook call and a YAML file with the same settings build the same model."""
+    cls = ARCHITECTURES[arch]
+    params = inspect.signature(get_builder(arch)).parameters
+    schema = cls(arch=arch).hparams()
+    assert set(schema) == set(params) - {"spec"}
+    for name, value in schema.items():
+        default = params[name].default
+        assert (list(default) if isinstance(default, tuple) else default) == value, name
+
+
+def test_perceptron_is_one_neuron():
+    model = build_model(ARCHITECTURES["perceptron"](arch="perceptron"), BINARY)
+    assert model.count_params() == 3  # w0, w1, w2
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+    x = np.array([[1.0, 2.0]], "float32")
+    w, b = model.layers[-1].get_weights()
+    expected = 1 / (1 + np.exp(-(b + x @ w)))
+    np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-6)
+
+
+def test_perceptron_activation_and_regression():
+    tanh = build_model(ARCHITECTURES["perceptron"](arch="perceptron", activation="tanh"), BINARY)
+    assert tanh.layers[-1].activation.__name__ == "tanh"
+    reg = build_model(ARCHITECTURES["perceptron"](arch="perceptron"), REGRESSION)
+    assert reg.output_shape == (None, 1) and reg.layers[-1].activation.__name__ == "linear"
+
+
+def test_deep_mlp_layers_follow_the_config():
+    cfg = ARCHITECTURES["deep_mlp"](
+        arch="deep_mlp",
+        units=[32, 16, 8],
+        activation="tanh",
+        initializer="glorot_normal",
+        dropout=0.25,
+        batch_norm=True,
+    )
+    model = build_model(cfg, DIGITS)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.units for d in dense] == [32, 16, 8, 10]
+    assert all(not d.use_bias for d in dense[:-1])  # batch norm's beta replaces the bias
+    assert all(type(d.kernel_initializer).__name__ == "GlorotNormal" for d in dense[:-1])
+    assert sum(isinstance(la, keras.layers.Dropout) and la.rate == 0.25 for la in model.layers) == 3
+    assert sum(isinstance(la, keras.layers.BatchNormalization) for la in model.layers) == 3
+    assert dense[-1].activation.__name__ == "softmax" and model.output_shape == (None, 10)
+    probs = model(np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32"))
+    np.testing.assert_allclose(probs.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_same_seed_same_initial_weights():
+    cfg = ARCHITECTURES["deep_mlp"](arch="deep_mlp", units=[8])
+
+    def weights(seed):
+        keras.utils.set_random_seed(seed)
+        return build_model(cfg, BINARY).get_weights()
+
+    a, b, c = weights(1), weights(1), weights(2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])

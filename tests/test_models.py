@@ -75,3 +75,33 @@ def test_same_seed_same_initial_weights():
     a, b, c = weights(1), weights(1), weights(2)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize(
+    "arch, hparams",
+    [
+        ("perceptron", {}),
+        ("multi_output_perceptron", {}),
+        ("single_layer_net", {"units": 7, "activation": "tanh"}),
+        ("deep_mlp", {"units": [9, 5], "activation": "sigmoid", "batch_norm": True}),
+    ],
+)
+def test_scratch_dense_layers_compute_what_keras_does(arch, hparams):
+    """impl: scratch swaps in the lecture's dense layer; with Keras's weights, same outputs."""
+    spec = BINARY if arch == "perceptron" else DIGITS
+    cls = ARCHITECTURES[arch]
+    keras.utils.set_random_seed(0)
+    lib = build_model(cls(arch=arch, impl="keras", **hparams), spec)
+    scratch = build_model(cls(arch=arch, impl="scratch", **hparams), spec)
+    assert any(type(la).__name__ == "PerceptronDense" for la in scratch.layers)
+    assert not any(type(la).__name__ == "PerceptronDense" for la in lib.layers)
+    scratch.set_weights(lib.get_weights())
+    x = np.random.default_rng(1).normal(size=(6, *spec.input_shape)).astype("float32")
+    np.testing.assert_allclose(scratch(x).numpy(), lib(x).numpy(), atol=1e-5)
+
+
+def test_multi_output_perceptron_has_no_hidden_layer():
+    model = build_model(
+        ARCHITECTURES["multi_output_perceptron"](arch="multi_output_perceptron"), DIGITS
+    )
+    assert model.count_params() == 64 * 10 + 10 and model.output_shape == (None, 10)

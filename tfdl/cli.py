@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list architectures, datasets and pipelines")
 
+    g = sub.add_parser("generate", help="text from a logged language or seq2seq model")
+    g.add_argument("--run-id", required=True, help="the MLflow run that trained the model")
+    g.add_argument("--prompt", default="", help="text to start from (seq2seq: the input)")
+    g.add_argument("--length", type=int, default=300, help="characters to generate")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature > 0")
+    g.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+
     u = sub.add_parser("ui", help="open the MLflow UI over the project store on 127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
     return p
@@ -47,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"train": _train, "list": _list, "ui": _ui}[args.command](args)
+        commands = {"train": _train, "list": _list, "generate": _generate, "ui": _ui}
+        return commands[args.command](args)
     except ConfigError as err:
         print(err.line(), file=sys.stderr)
         return 2
@@ -95,6 +103,38 @@ def _train(args) -> int:
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")
     print("compare runs with `make ui`")
+    return 0
+
+
+def _generate(args) -> int:
+    if args.length <= 0:
+        raise ConfigError("--length", f"{args.length} is out of range", "> 0")
+    if not args.temperature > 0:
+        raise ConfigError("--temperature", f"{args.temperature} is out of range", "> 0")
+    from tfdl.models.schema import ARCHITECTURES
+    from tfdl.tracking import find_run, load_logged_model
+
+    run = find_run(args.run_id)  # a wrong id is reported before TensorFlow loads
+    arch = run.data.params.get("model.arch")
+    if arch not in ARCHITECTURES or not ARCHITECTURES[arch].generator:
+        able = ", ".join(n for n, c in ARCHITECTURES.items() if c.generator)
+        problem = f"run {args.run_id} trained {arch}, which does not generate text"
+        raise ConfigError("--run-id", problem, able)
+    _import_tensorflow_quietly()
+    from tfdl.data.spec import DataSpec
+    from tfdl.models import get_hook
+
+    spec, model = load_logged_model(run)
+    generator = get_hook(arch, "generator")
+    text = generator(
+        model,
+        DataSpec.from_dict(spec),
+        prompt=args.prompt,
+        length=args.length,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    print(text)
     return 0
 
 

@@ -13,11 +13,15 @@ TASK_LOSSES = {
     "binary": ("binary_crossentropy", "mse", "mae", "huber"),
     "multiclass": ("sparse_categorical_crossentropy", "categorical_crossentropy"),
     "regression": ("mse", "mae", "huber"),
+    "language_model": ("sparse_categorical_crossentropy",),  # per token, next-token targets
+    "seq2seq": ("sparse_categorical_crossentropy",),
 }
 TASK_METRICS = {
     "binary": ("accuracy", "auc", "precision", "recall"),
     "multiclass": ("accuracy",),
     "regression": ("mae", "mse", "rmse"),
+    "language_model": ("accuracy",),
+    "seq2seq": ("accuracy",),
 }
 
 
@@ -124,11 +128,12 @@ def make_metrics(names, task: str, loss: str):
     import keras
 
     one_hot = loss == "categorical_crossentropy"
+    sparse = keras.metrics.SparseCategoricalAccuracy
     accuracy = {
         "binary": keras.metrics.BinaryAccuracy,
-        "multiclass": keras.metrics.CategoricalAccuracy
-        if one_hot
-        else keras.metrics.SparseCategoricalAccuracy,
+        "multiclass": keras.metrics.CategoricalAccuracy if one_hot else sparse,
+        "language_model": sparse,  # per token
+        "seq2seq": sparse,
     }
     make = {
         "accuracy": lambda: accuracy[task](name="accuracy"),

@@ -11,12 +11,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import keras
 import mlflow
 import yaml
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
+from tfdl.errors import ConfigError
 from tfdl.store import PROJECT, artifact_root, tracking_uri
 
 MAX_TAG = 5000  # MLflow caps tag values; an error message is cut to fit
@@ -63,16 +63,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Logs every number in the epoch logs to the active run, step = epoch number (1-based).
-
-    mlflow.tensorflow.MlflowCallback would also log the optimizer's settings as parameters
-    (the config already holds them) and step-less metrics on every evaluate.
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
-        mlflow.log_metrics(metrics, step=epoch + 1)
+def log_epoch(logs: dict, epoch: int) -> None:
+    """Every number in Keras's epoch logs as a metric, step = epoch number (1-based)."""
+    metrics = {k: float(v) for k, v in logs.items() if _is_number(v)}
+    mlflow.log_metrics(metrics, step=epoch + 1)
 
 
 def _is_number(v) -> bool:
@@ -126,8 +120,15 @@ def run_tags(cfg, pipeline_path: str | None) -> dict[str, str]:
     return tags
 
 
-def log_results(*, cfg: dict, model, history: dict, test_metrics: dict, info: dict, sample) -> None:
-    """The end of a run: test metrics, resolved config, summary, history, and the model."""
+def log_results(
+    *, cfg: dict, model, history: dict, test_metrics: dict, info: dict, spec, sample
+) -> None:
+    """The end of a run: test metrics, resolved config, data spec, summary, history, model.
+
+    `data_spec.json` (shapes, task, classes, vocabulary) is what reloading the model for
+    generation or prediction needs besides the model itself.
+    """
+    import keras
     import pandas as pd
     import tensorflow as tf
     from mlflow.models import infer_signature
@@ -135,6 +136,7 @@ def log_results(*, cfg: dict, model, history: dict, test_metrics: dict, info: di
     mlflow.log_metrics({f"test_{k}": float(v) for k, v in test_metrics.items()})
     mlflow.log_params({f"data_info.{k}": v for k, v in info.items()})
     mlflow.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+    mlflow.log_dict(spec.to_dict(), "data_spec.json")
     summary = io.StringIO()
     model.summary(print_fn=lambda line, *a, **k: summary.write(line + "\n"))
     mlflow.log_text(summary.getvalue(), "model_summary.txt")
@@ -155,5 +157,31 @@ def log_results(*, cfg: dict, model, history: dict, test_metrics: dict, info: di
         )
 
 
-def get_run(run_id: str):
-    return MlflowClient(tracking_uri()).get_run(run_id)
+def find_run(run_id: str):
+    """A run of the store, or a ConfigError naming the id."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient(tracking_uri()).get_run(run_id)
+    except MlflowException:
+        raise ConfigError(
+            "--run-id",
+            f"no run {run_id!r} in the store {tracking_uri()}",
+            "a run id from `make ui`",
+        ) from None
+
+
+def load_logged_model(run):
+    """(data spec dict, Keras model) logged by a run; ConfigError if it has none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        spec = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/data_spec.json")
+        model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+    except (MlflowException, OSError):
+        raise ConfigError(
+            "--run-id",
+            f"run {run.info.run_id} has no logged model and data_spec.json",
+            "a FINISHED run trained with tracking.log_model: true",
+        ) from None
+    return spec, model

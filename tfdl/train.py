@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import keras
 
 from tfdl import tracking
-from tfdl.callbacks import build_callbacks
+from tfdl.callbacks import MetricsLogger, build_callbacks
 from tfdl.compile import compile_model, prepare
 from tfdl.config import PipelineConfig
 from tfdl.data.pipeline import make_datasets
+from tfdl.data.spec import take
 from tfdl.errors import ConfigError
-from tfdl.models import build_model
+from tfdl.models import build_model, get_hook
 
 
 @dataclass
@@ -59,17 +60,21 @@ def train(cfg: PipelineConfig, *, pipeline_path: str | None = None, prepared=Non
             train_ds,
             validation_data=val_ds,
             epochs=t.epochs,
-            callbacks=[*callbacks, tracking.EpochLogger()],
+            callbacks=[*callbacks, MetricsLogger(tracking.log_epoch)],
             verbose=t.verbose,
             shuffle=False,  # the tf.data pipeline shuffles the training split itself
         )
         test_metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
+        evaluator = get_hook(cfg.model.arch, "evaluator")
+        if evaluator is not None:  # e.g. exact-match accuracy of greedy decoding
+            test_metrics |= evaluator(model, splits)
         tracking.log_results(
             cfg=resolved,
             model=model,
             history=history.history,
             test_metrics=test_metrics,
             info=splits.info,
-            sample=splits.x_test[:5].astype(splits.spec.input_dtype),
+            spec=splits.spec,
+            sample=take(splits.x_test, slice(0, 5)),
         )
     return RunResult(run.info.run_id, test_metrics, history.history, model)

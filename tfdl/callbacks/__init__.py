@@ -3,6 +3,9 @@
 import keras
 
 from tfdl.callbacks.learning_rate import LearningRateLogger
+from tfdl.callbacks.metrics_logger import MetricsLogger
+
+__all__ = ["ORDER", "LearningRateLogger", "MetricsLogger", "build_callbacks"]
 
 # The order callbacks run in each epoch. The learning-rate logger goes first so it records
 # the rate the epoch trained with, before ReduceLROnPlateau lowers it for the next one.

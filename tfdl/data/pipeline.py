@@ -3,9 +3,11 @@
 import numpy as np
 import tensorflow as tf
 
+from tfdl.data.spec import SEQUENCE_TASKS
+
 
 def make_dataset(
-    x: np.ndarray,
+    x: np.ndarray | dict[str, np.ndarray],
     y: np.ndarray,
     *,
     batch_size: int,
@@ -26,13 +28,13 @@ def make_dataset(
         )
     ds = ds.cache()
     if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def labels_for(y: np.ndarray, task: str) -> np.ndarray:
-    """Integer class ids for multi-class; a float column (n, 1) for binary and regression."""
-    if task == "multiclass" or task == "language_model":
+    """Integer ids for classes and tokens; a float column (n, 1) for binary and regression."""
+    if task in ("multiclass", *SEQUENCE_TASKS):
         return y.astype("int64")
     return y.astype("float32").reshape(-1, 1)
 
@@ -44,7 +46,7 @@ def make_datasets(splits, *, batch_size: int, seed: int, one_hot: bool = False):
 
     def ds(x, y, training):
         return make_dataset(
-            x.astype("float32") if splits.spec.input_dtype == "float32" else x,
+            x.astype("float32") if splits.spec.input_dtype == "float32" else x,  # dict: tokens
             labels_for(y, task),
             batch_size=batch_size,
             training=training,

@@ -17,7 +17,8 @@ NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 class SourceConfig(StrictModel):
     """Base of every source: how much data to hold out, how to normalise, which seed."""
 
-    loader: ClassVar[str]  # name of the loader function in tfdl.data.sources
+    # The loader: a function name in tfdl.data.sources, or "module:function" in tfdl.data.
+    loader: ClassVar[str]
 
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.15
@@ -168,6 +169,40 @@ class Csv(SourceConfig):
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
 
 
+class _TokenSource(SourceConfig):
+    # Token ids name characters; scaling them would mean nothing.
+    normalize: Literal["none"] = "none"
+
+
+class AbcTunes(_TokenSource):
+    """Irish folk tunes in ABC notation, a character corpus for language models (MIT 6.S191).
+
+    Read from `path` when given; otherwise the course's corpus (817 tunes) is downloaded
+    once with its sha256 checked and cached by Keras. The corpus is split by tune, so no
+    training window overlaps a validation or test one; each sample is `sequence_length`
+    characters and its target the same window shifted by one character.
+    """
+
+    source: Literal["abc_tunes"]
+    loader: ClassVar[str] = "text:load_abc_tunes"
+    path: str | None = None
+    sequence_length: Annotated[int, Field(ge=2)] = 100
+    stride: PositiveInt | None = None  # characters between window starts; None: half a window
+
+
+class Dates(_TokenSource):
+    """Human-written dates to ISO dates ("tuesday, 3 march 2021" -> "2021-03-03"), generated.
+
+    A translation task for encoder-decoder models, generated from the seed: each sample
+    is a random date between 1950 and 2049 written in one of several human formats; the
+    target is its ISO 8601 form.
+    """
+
+    source: Literal["dates"]
+    loader: ClassVar[str] = "dates:load_dates"
+    n_samples: PositiveInt = 10000
+
+
 _CLASSES = (
     Digits,
     Iris,
@@ -180,6 +215,8 @@ _CLASSES = (
     Circles,
     Spirals,
     Csv,
+    AbcTunes,
+    Dates,
 )
 SOURCES: dict[str, type[SourceConfig]] = {
     cls.model_fields["source"].annotation.__args__[0]: cls for cls in _CLASSES

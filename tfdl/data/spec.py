@@ -1,11 +1,14 @@
 """What a data set looks like to a model builder, and the arrays a source hands over."""
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
 
-Task = Literal["binary", "multiclass", "regression", "language_model"]
+# language_model: next-token prediction over a vocabulary, targets are the inputs shifted
+# by one; seq2seq: an encoder-decoder maps one token sequence to another (x is a dict).
+Task = Literal["binary", "multiclass", "regression", "language_model", "seq2seq"]
+SEQUENCE_TASKS = ("language_model", "seq2seq")
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,16 @@ class DataSpec:
     class_names: tuple[str, ...] = ()
     feature_names: tuple[str, ...] = ()
     input_dtype: str = "float32"
+    vocabulary: tuple[str, ...] = ()  # token strings by id, for language models and seq2seq
+    target_length: int | None = None  # seq2seq: tokens per target (decoder) sequence
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSpec":
+        tuples = ("input_shape", "class_names", "feature_names", "vocabulary")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
 
     @property
     def output_units(self) -> int:
@@ -27,11 +40,16 @@ class DataSpec:
         return int(self.num_classes)
 
 
+def take(x, rows):
+    """Rows of an array, or of each array in a dict of model inputs (seq2seq)."""
+    return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
+
+
 @dataclass
 class Arrays:
     """A whole data set as a source returns it, before any split."""
 
-    x: np.ndarray
+    x: np.ndarray | dict[str, np.ndarray]
     y: np.ndarray
     spec: DataSpec
 

@@ -6,13 +6,15 @@ Scaling statistics come from the training split alone: the validation and test s
 for data the model has never seen, so they must not leak into the preprocessing either.
 """
 
+import importlib
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from tfdl.data import sources
 from tfdl.data.schema import SourceConfig
-from tfdl.data.spec import Arrays, Splits
+from tfdl.data.spec import Arrays, Splits, take
 from tfdl.errors import ConfigError
 
 SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler}
@@ -20,21 +22,27 @@ SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler}
 
 def load_splits(cfg: SourceConfig, seed: int) -> Splits:
     """Load the source `cfg` describes and split it; `seed` is the training seed, used when
-    the data section sets none."""
+    the data section sets none. A source may split itself (a text corpus splits by
+    document, so overlapping windows never straddle train and test): then it returns Splits.
+    """
     seed = cfg.seed if cfg.seed is not None else seed
-    arrays = getattr(sources, cfg.loader)(cfg, seed)
-    return split_and_normalise(arrays, cfg, seed)
+    module, _, name = cfg.loader.rpartition(":")
+    owner = importlib.import_module(f"tfdl.data.{module}") if module else sources
+    loaded = getattr(owner, name)(cfg, seed)
+    return loaded if isinstance(loaded, Splits) else split_and_normalise(loaded, cfg, seed)
 
 
 def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:
     """Split `arrays` by `cfg`'s fractions (deterministic in `seed`), then normalise."""
     stratified = arrays.spec.task in ("binary", "multiclass")
     train, val, test = _split_indices(arrays.y, cfg, seed, stratified)
+    # Token ids are names, not magnitudes: they are never scaled.
+    how = cfg.normalize if arrays.spec.input_dtype == "float32" else "none"
     x_train, x_val, x_test, stats = _normalise(
-        arrays.x[train], arrays.x[val], arrays.x[test], cfg.normalize
+        take(arrays.x, train), take(arrays.x, val), take(arrays.x, test), how
     )
     info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
-    info |= {"normalize": cfg.normalize, **stats}
+    info |= {"normalize": how, **stats}
     return Splits(
         x_train=x_train,
         y_train=arrays.y[train],

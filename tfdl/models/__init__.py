@@ -9,10 +9,20 @@ import importlib
 from tfdl.models.schema import ARCHITECTURES
 
 
+def _resolve(ref: str):
+    module, func = ref.split(":")
+    return getattr(importlib.import_module(f"tfdl.models.{module}"), func)
+
+
 def get_builder(arch: str):
     """The builder function registered under `arch` (imports Keras)."""
-    module, func = ARCHITECTURES[arch].builder.split(":")
-    return getattr(importlib.import_module(f"tfdl.models.{module}"), func)
+    return _resolve(ARCHITECTURES[arch].builder)
+
+
+def get_hook(arch: str, kind: str):
+    """The architecture's `generator` or `evaluator` function, or None when it has none."""
+    ref = getattr(ARCHITECTURES[arch], kind)
+    return _resolve(ref) if ref else None
 
 
 def build_model(model_cfg, spec):

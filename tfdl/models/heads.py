@@ -17,8 +17,17 @@ def inputs_for(spec, flatten: bool = False):
     return inputs, x
 
 
-def output_head(x, spec, activation: str | None = None):
+def dense(impl: str = "keras"):
+    """The dense layer class: Keras's, or the lecture's written from add_weight up."""
+    if impl == "scratch":
+        from tfdl.layers import PerceptronDense
+
+        return PerceptronDense
+    return keras.layers.Dense
+
+
+def output_head(x, spec, activation: str | None = None, impl: str = "keras"):
     """Dense output layer sized by the task: 1 unit (binary, regression) or one per class."""
-    return keras.layers.Dense(
+    return dense(impl)(
         spec.output_units, activation=activation or TASK_ACTIVATION[spec.task], name="output"
     )(x)

@@ -1,8 +1,17 @@
-"""Lecture 1: deep feed-forward networks."""
+"""Lecture 1: single-layer and deep feed-forward networks."""
 
 import keras
 
-from tfdl.models.heads import inputs_for, output_head
+from tfdl.models.heads import dense, inputs_for, output_head
+
+
+def build_single_layer_net(
+    spec, *, units: int = 32, activation: str = "relu", impl: str = "keras"
+) -> keras.Model:
+    """One hidden layer: z = g(w0^(1) + X^T W^(1)), y = output(w0^(2) + z^T W^(2))."""
+    inputs, x = inputs_for(spec, flatten=True)
+    x = dense(impl)(units, activation=activation, name="hidden")(x)
+    return keras.Model(inputs, output_head(x, spec, impl=impl), name="single_layer_net")
 
 
 def build_deep_mlp(
@@ -13,6 +22,7 @@ def build_deep_mlp(
     initializer: str = "he_normal",
     dropout: float = 0.0,
     batch_norm: bool = False,
+    impl: str = "keras",
 ) -> keras.Model:
     """Stacked dense layers: z_k = g(W_k z_{k-1} + b_k), then the task's output layer.
 
@@ -22,7 +32,7 @@ def build_deep_mlp(
     """
     inputs, x = inputs_for(spec, flatten=True)
     for i, width in enumerate(units):
-        x = keras.layers.Dense(
+        x = dense(impl)(
             width, kernel_initializer=initializer, use_bias=not batch_norm, name=f"dense_{i}"
         )(x)
         if batch_norm:
@@ -30,4 +40,4 @@ def build_deep_mlp(
         x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    return keras.Model(inputs, output_head(x, spec), name="deep_mlp")
+    return keras.Model(inputs, output_head(x, spec, impl=impl), name="deep_mlp")

@@ -1,0 +1,19 @@
+"""Hand each epoch's logs to the tracker: the stack's last callback, so it sees them all."""
+
+import keras
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Calls `log(logs, epoch)` at the end of every epoch.
+
+    Training code stays ignorant of the store: the caller passes MLflow's logging
+    function. (mlflow.tensorflow.MlflowCallback would also log the optimizer's settings
+    as parameters, which the config already holds, and step-less metrics on evaluate.)
+    """
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.log(dict(logs or {}), epoch)

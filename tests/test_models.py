@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tfdl.data.spec import DataSpec
+from tfdl.layers import ScheduledDropout
 from tfdl.models import build_model, get_builder
 from tfdl.models.schema import ARCHITECTURES
 
@@ -58,7 +59,7 @@ def test_deep_mlp_layers_follow_the_config():
     assert [d.units for d in dense] == [32, 16, 8, 10]
     assert all(not d.use_bias for d in dense[:-1])  # batch norm's beta replaces the bias
     assert all(type(d.kernel_initializer).__name__ == "GlorotNormal" for d in dense[:-1])
-    assert sum(isinstance(la, keras.layers.Dropout) and la.rate == 0.25 for la in model.layers) == 3
+    assert sum(isinstance(la, ScheduledDropout) and la.initial_rate == 0.25 for la in model.layers) == 3
     assert sum(isinstance(la, keras.layers.BatchNormalization) for la in model.layers) == 3
     assert dense[-1].activation.__name__ == "softmax" and model.output_shape == (None, 10)
     probs = model(np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32"))

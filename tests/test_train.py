@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tfdl import tracking
 from tfdl.config import validate
+from tfdl.callbacks.stack import Stack
 from tfdl.train import train
 
 from .conftest import TINY
@@ -120,7 +121,7 @@ def test_an_interrupt_ends_the_run_killed(store, monkeypatch):
         def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("tfdl.train.build_callbacks", lambda cfg: [Interrupt()])
+    monkeypatch.setattr("tfdl.train.build_callbacks", lambda cfg, **kw: Stack([Interrupt()]))
     with pytest.raises(KeyboardInterrupt):
         train(pipeline())
     (run,) = runs()

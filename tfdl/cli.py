@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a pipeline and record it in MLflow")
-    t.add_argument("pipeline", help="a pipeline YAML file, e.g. pipelines/mlp.yaml")
+    t.add_argument("pipeline", nargs="?", help="a pipeline YAML file, e.g. pipelines/mlp.yaml")
+    t.add_argument(
+        "--resume", metavar="RUN_ID", help="continue an interrupted run from its last epoch"
+    )
     t.add_argument(
         "overrides", nargs="*", help="dotted.path=value, e.g. train.epochs=3 model.units=[64,32]"
     )
@@ -88,7 +91,20 @@ def _train(args) -> int:
     from tfdl.config import load_pipeline
 
     # Everything that can reject the input runs before TensorFlow loads.
-    cfg = load_pipeline(args.pipeline, args.overrides)
+    if args.resume:
+        if args.pipeline or args.overrides:
+            raise ConfigError(
+                "--resume", "takes no pipeline or overrides", "tfdl train --resume RUN_ID"
+            )
+        from tfdl.tracking import resumable
+
+        cfg, _ = resumable(args.resume)
+    elif args.pipeline:
+        cfg = load_pipeline(args.pipeline, args.overrides)
+    else:
+        raise ConfigError(
+            "tfdl train", "needs a pipeline file or --resume RUN_ID", "tfdl train PIPELINE.yaml"
+        )
     prepared = prepare(cfg)
     # SIGTERM ends the run like Ctrl-C: marked KILLED in MLflow, never left RUNNING.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -96,9 +112,12 @@ def _train(args) -> int:
     from tfdl.train import train
 
     try:
-        result = train(cfg, pipeline_path=args.pipeline, prepared=prepared)
+        result = train(cfg, pipeline_path=args.pipeline, prepared=prepared, resume_id=args.resume)
     except KeyboardInterrupt:
-        print("interrupted: the run is marked KILLED", file=sys.stderr)
+        print(
+            "interrupted: the run is marked KILLED; continue it with tfdl train --resume RUN_ID",
+            file=sys.stderr,
+        )
         return 130
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")

@@ -85,14 +85,15 @@ def _check_monitors(cfg):
 # --------------------------------------------------------------- Keras objects (imports Keras)
 
 
-def make_optimizer(opt):
-    """A Keras optimizer from the `train.optimizer` section."""
+def make_optimizer(opt, learning_rate=None):
+    """A Keras optimizer from the `train.optimizer` section; `learning_rate` may be a
+    schedule that replaces the section's constant rate."""
     import keras
 
     clip = {
         k: getattr(opt, k) for k in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(opt, k)
     }
-    lr = opt.learning_rate
+    lr = opt.learning_rate if learning_rate is None else learning_rate
     match opt.name:
         case "sgd":
             return keras.optimizers.SGD(lr, **clip)
@@ -147,11 +148,17 @@ def make_metrics(names, task: str, loss: str):
     return [make[n]() for n in names]
 
 
-def compile_model(model, cfg, task: str):
-    """Compile with the resolved pipeline's optimizer, loss and metrics."""
-    loss = cfg.train.loss
+def compile_model(model, cfg, task: str, steps_per_epoch: int = 1):
+    """Compile with the resolved pipeline's optimizer (and learning-rate schedule), loss
+    and metrics."""
+    from tfdl.callbacks.lr_schedules import make_lr_schedule
+
+    loss, schedule = cfg.train.loss, cfg.callbacks.lr_schedule
+    lr = cfg.train.optimizer.learning_rate
+    if schedule is not None:
+        lr = make_lr_schedule(schedule, lr, steps_per_epoch, cfg.train.epochs)
     model.compile(
-        optimizer=make_optimizer(cfg.train.optimizer),
+        optimizer=make_optimizer(cfg.train.optimizer, lr),
         loss=loss,
         metrics=make_metrics(cfg.train.metrics, task, loss),
     )

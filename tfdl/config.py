@@ -16,13 +16,11 @@ import yaml
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from tfdl.callbacks.schema import CallbacksConfig
 from tfdl.data.schema import DataConfig
 from tfdl.errors import ConfigError
 from tfdl.models.schema import ModelConfig
-from tfdl.schema import PositiveInt, Rate, StrictModel
-
-PositiveFloat = Annotated[float, Field(gt=0.0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+from tfdl.schema import NonNegativeInt, PositiveFloat, PositiveInt, Rate, StrictModel
 
 # ----------------------------------------------------------------------------- optimizers
 
@@ -133,35 +131,6 @@ class TrainConfig(StrictModel):
     loss: Loss = "auto"  # auto: follows the task (and the output activation)
     metrics: list[Metric] | None = None  # None: accuracy for classifiers, mae for regression
     verbose: Literal[0, 1, 2] = 2  # Keras fit verbosity: 2 prints one line per epoch
-
-
-Mode = Literal["auto", "min", "max"]
-
-
-class EarlyStoppingConfig(StrictModel):
-    monitor: str = "val_loss"
-    mode: Mode = "auto"
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
-    patience: NonNegativeInt = 5
-    start_from_epoch: NonNegativeInt = 0
-    restore_best_weights: bool = True
-
-
-class ReduceLROnPlateauConfig(StrictModel):
-    monitor: str = "val_loss"
-    mode: Mode = "auto"
-    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
-    patience: NonNegativeInt = 3
-    min_delta: Annotated[float, Field(ge=0.0)] = 1e-4
-    cooldown: NonNegativeInt = 0
-    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
-
-
-class CallbacksConfig(StrictModel):
-    """Each key switches a callback on; the stack is assembled in this order."""
-
-    early_stopping: EarlyStoppingConfig | None = None
-    reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = None
 
 
 class TrackingConfig(StrictModel):

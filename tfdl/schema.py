@@ -5,6 +5,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]  # dropout rates, fractions of data
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 

@@ -21,3 +21,9 @@ def artifact_root(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
     return None
+
+
+def run_dir(run_id: str) -> Path:
+    """A run's working folder inside the store: its epoch backup and best checkpoint."""
+    root = artifact_root(tracking_uri())
+    return (root.parent if root else STORE) / "backups" / run_id

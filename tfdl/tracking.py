@@ -78,19 +78,36 @@ def _is_number(v) -> bool:
 
 
 @contextlib.contextmanager
-def start_run(cfg: dict, *, tags: dict[str, str], run_name: str | None, experiment: str):
+def start_run(
+    cfg: dict,
+    *,
+    spec,
+    tags: dict[str, str],
+    run_name: str | None,
+    experiment: str,
+    resume_id: str | None = None,
+):
     """An MLflow run around one training; ends FINISHED, KILLED (Ctrl-C/SIGTERM) or FAILED.
 
-    A failure's message is kept as the `tfdl.error` tag, so a run is never left RUNNING
-    and the reason is visible in the UI.
+    The resolved config and data spec are logged first, so an interrupted run can be
+    resumed (`resume_id` reopens it). A failure's message is kept as the `tfdl.error` tag:
+    a run is never left RUNNING by a clean shutdown, and the reason shows in the UI.
     """
-    exp_id = experiment_id(experiment)
-    run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags)
-    try:
+    if resume_id is not None:
+        run = mlflow.start_run(run_id=resume_id)
+        if "tfdl.error" in run.data.tags:
+            MlflowClient(tracking_uri()).delete_tag(resume_id, "tfdl.error")
+    else:
+        run = mlflow.start_run(
+            experiment_id=experiment_id(experiment), run_name=run_name, tags=tags
+        )
         mlflow.log_params(flatten(cfg))
+        mlflow.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+        mlflow.log_dict(spec.to_dict(), "data_spec.json")
+    try:
         yield run
     except KeyboardInterrupt:
-        mlflow.set_tag("tfdl.error", "interrupted")
+        mlflow.set_tag("tfdl.error", "interrupted: resume with tfdl train --resume")
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as err:
@@ -99,6 +116,40 @@ def start_run(cfg: dict, *, tags: dict[str, str], run_name: str | None, experime
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def logged_epochs(run_id: str) -> int:
+    """How many epochs a run has logged (its last `loss` step)."""
+    steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(run_id, "loss")]
+    return max(steps, default=0)
+
+
+def resumable(run_id: str):
+    """(resolved config, run) of an interrupted run; ConfigError if it cannot resume."""
+    from tfdl.config import validate
+
+    run = find_run(run_id, field="--resume")
+    if run.info.status == "FINISHED":
+        raise ConfigError(
+            "--resume",
+            f"run {run_id} already FINISHED",
+            "a run that was interrupted (KILLED, or RUNNING after kill -9)",
+        )
+    config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))
+    return validate(config), run
+
+
+def history_frame(run_id: str, keys):
+    """Per-epoch metrics as MLflow holds them: all epochs, also across a resume."""
+    import pandas as pd
+
+    client = MlflowClient(tracking_uri())
+    columns = {
+        key: {m.step: m.value for m in client.get_metric_history(run_id, key)} for key in keys
+    }
+    frame = pd.DataFrame(columns).sort_index()
+    frame.index.name = "epoch"
+    return frame.reset_index()
 
 
 def run_tags(cfg, pipeline_path: str | None) -> dict[str, str]:
@@ -121,40 +172,45 @@ def run_tags(cfg, pipeline_path: str | None) -> dict[str, str]:
 
 
 def log_results(
-    *, cfg: dict, model, history: dict, test_metrics: dict, info: dict, spec, sample
+    *,
+    run_id: str,
+    model,
+    history_keys,
+    test_metrics: dict,
+    summary,
+    info: dict,
+    sample,
+    best_model,
+    log_model: bool = True,
 ) -> None:
-    """The end of a run: test metrics, resolved config, data spec, summary, history, model.
-
-    `data_spec.json` (shapes, task, classes, vocabulary) is what reloading the model for
-    generation or prediction needs besides the model itself.
-    """
+    """The end of a run: test metrics, training summary, history, and the model(s)."""
     import keras
-    import pandas as pd
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    mlflow.log_metrics({f"test_{k}": float(v) for k, v in test_metrics.items()})
+    metrics, tags = summary
+    mlflow.log_metrics({f"test_{k}": float(v) for k, v in test_metrics.items()} | metrics)
+    mlflow.set_tags(tags)
     mlflow.log_params({f"data_info.{k}": v for k, v in info.items()})
-    mlflow.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
-    mlflow.log_dict(spec.to_dict(), "data_spec.json")
-    summary = io.StringIO()
-    model.summary(print_fn=lambda line, *a, **k: summary.write(line + "\n"))
-    mlflow.log_text(summary.getvalue(), "model_summary.txt")
-    frame = pd.DataFrame(history)
-    frame.insert(0, "epoch", range(1, len(frame) + 1))
+    summary_text = io.StringIO()
+    model.summary(print_fn=lambda line, *a, **k: summary_text.write(line + "\n"))
+    mlflow.log_text(summary_text.getvalue(), "model_summary.txt")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.csv"
-        frame.to_csv(path, index=False)
+        history_frame(run_id, history_keys).to_csv(path, index=False)
         mlflow.log_artifact(str(path))
-    if cfg["tracking"]["log_model"]:
-        signature = infer_signature(sample, model.predict(sample, verbose=0))
-        mlflow.tensorflow.log_model(
-            model,
-            name="model",
-            signature=signature,
-            # Pinned here: inferring requirements would reload the model in a subprocess.
-            pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-        )
+    if best_model is not None:
+        mlflow.log_artifact(str(best_model), "best_model")
+    if not log_model:
+        return
+    signature = infer_signature(sample, model.predict(sample, verbose=0))
+    mlflow.tensorflow.log_model(
+        model,
+        name="model",
+        signature=signature,
+        # Pinned here: inferring requirements would reload the model in a subprocess.
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+    )
 
 
 def find_run(run_id: str):

@@ -4,16 +4,18 @@ import keras
 
 
 class MetricsLogger(keras.callbacks.Callback):
-    """Calls `log(logs, epoch)` at the end of every epoch.
+    """Calls `log(logs, epoch)` at the end of every epoch after the first `logged_epochs`
+    (a resumed run repeats the epoch it was killed in; its metrics are already logged).
 
     Training code stays ignorant of the store: the caller passes MLflow's logging
     function. (mlflow.tensorflow.MlflowCallback would also log the optimizer's settings
     as parameters, which the config already holds, and step-less metrics on evaluate.)
     """
 
-    def __init__(self, log):
+    def __init__(self, log, logged_epochs: int = 0):
         super().__init__()
-        self.log = log
+        self.log, self.logged_epochs = log, logged_epochs
 
     def on_epoch_end(self, epoch, logs=None):
-        self.log(dict(logs or {}), epoch)
+        if epoch + 1 > self.logged_epochs:
+            self.log(dict(logs or {}), epoch)

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tfdl.data.spec import SEQUENCE_TASKS
+from tfdl.data.spec import SEQUENCE_TASKS, take
 
 
 def make_dataset(
@@ -39,23 +39,31 @@ def labels_for(y: np.ndarray, task: str) -> np.ndarray:
     return y.astype("float32").reshape(-1, 1)
 
 
+def split_dataset(splits, x, y, *, batch_size: int, training: bool, seed: int, one_hot: bool):
+    """One split of a Splits as a dataset: features cast, labels shaped for the task."""
+    return make_dataset(
+        x.astype("float32") if splits.spec.input_dtype == "float32" else x,  # else token ids
+        labels_for(y, splits.spec.task),
+        batch_size=batch_size,
+        training=training,
+        seed=seed,
+        num_classes=splits.spec.num_classes if one_hot else None,
+    )
+
+
 def make_datasets(splits, *, batch_size: int, seed: int, one_hot: bool = False):
     """Train, validation and test datasets from a Splits."""
-    task = splits.spec.task
-    classes = splits.spec.num_classes if one_hot else None
-
-    def ds(x, y, training):
-        return make_dataset(
-            x.astype("float32") if splits.spec.input_dtype == "float32" else x,  # dict: tokens
-            labels_for(y, task),
-            batch_size=batch_size,
-            training=training,
-            seed=seed,
-            num_classes=classes,
-        )
-
+    kw = dict(batch_size=batch_size, seed=seed, one_hot=one_hot)
     return (
-        ds(splits.x_train, splits.y_train, True),
-        ds(splits.x_val, splits.y_val, False),
-        ds(splits.x_test, splits.y_test, False),
+        split_dataset(splits, splits.x_train, splits.y_train, training=True, **kw),
+        split_dataset(splits, splits.x_val, splits.y_val, training=False, **kw),
+        split_dataset(splits, splits.x_test, splits.y_test, training=False, **kw),
     )
+
+
+def probe_batch(splits, size: int, one_hot: bool = False):
+    """A fixed (x, y) batch of the training split, as the model sees it (gradient checks)."""
+    rows = slice(0, size)
+    x, y = take(splits.x_train, rows), splits.y_train[rows]
+    ds = split_dataset(splits, x, y, batch_size=size, training=False, seed=0, one_hot=one_hot)
+    return next(iter(ds))

@@ -6,6 +6,7 @@
 - :func:`scaled_dot_product_attention`, :func:`causal_mask` and
   :class:`MultiHeadAttentionScratch` (``keras.layers.MultiHeadAttention``)
 - :class:`SinusoidalPositionalEncoding` and :func:`sinusoidal_positions`
+- :class:`ScheduledDropout` -- dropout whose rate a callback changes during training
 
 Importing this package imports Keras (and so TensorFlow).
 """
@@ -18,10 +19,12 @@ from tfdl.layers.attention import (
 from tfdl.layers.dense import PerceptronDense
 from tfdl.layers.positional_encoding import SinusoidalPositionalEncoding, sinusoidal_positions
 from tfdl.layers.rnn_cell import SimpleRNNCellScratch
+from tfdl.layers.scheduled_dropout import ScheduledDropout
 
 __all__ = [
     "MultiHeadAttentionScratch",
     "PerceptronDense",
+    "ScheduledDropout",
     "SimpleRNNCellScratch",
     "SinusoidalPositionalEncoding",
     "causal_mask",

@@ -26,6 +26,13 @@ def dense(impl: str = "keras"):
     return keras.layers.Dense
 
 
+def dropout(rate: float, name: str):
+    """Dropout whose rate `callbacks.dropout_schedule` can change during training."""
+    from tfdl.layers import ScheduledDropout
+
+    return ScheduledDropout(rate, name=name)
+
+
 def output_head(x, spec, activation: str | None = None, impl: str = "keras"):
     """Dense output layer sized by the task: 1 unit (binary, regression) or one per class."""
     return dense(impl)(

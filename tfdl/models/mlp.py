@@ -3,6 +3,7 @@
 import keras
 
 from tfdl.models.heads import dense, inputs_for, output_head
+from tfdl.models.heads import dropout as dropout_layer
 
 
 def build_single_layer_net(
@@ -39,5 +40,5 @@ def build_deep_mlp(
             x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
         x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+            x = dropout_layer(dropout, name=f"dropout_{i}")(x)
     return keras.Model(inputs, output_head(x, spec, impl=impl), name="deep_mlp")

@@ -252,7 +252,7 @@ def test_the_stack_is_assembled_in_one_fixed_order(tmp_path):
         "EarlyStopping",
         "ModelCheckpoint",
         "MetricsLogger",
-        "BackupAndRestore",
+        "Backup",
     ]
     off = build_callbacks(CallbacksConfig(terminate_on_nan=False, backup=False))
     assert [type(c).__name__ for c in off.callbacks] == ["LearningRateLogger", "GeneralisationGap"]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -103,33 +103,73 @@ def test_train_end_to_end(tmp_path, write_pipeline):
     assert loaded.stdout.strip().splitlines()[-1] == "(3, 10)", loaded.stderr
 
 
-@pytest.mark.slow
-def test_sigterm_marks_the_run_killed(tmp_path, write_pipeline):
-    folder = tmp_path / "store"
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    path = write_pipeline({**TINY, "train": {"epochs": 500, "batch_size": 8, "verbose": 0}})
-    proc = subprocess.Popen(
-        [*TFDL, "train", str(path)],
+def start_training(path, uri, *extra):
+    return subprocess.Popen(
+        [*TFDL, "train", str(path), *extra],
         cwd=PROJECT,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "MLFLOW_TRACKING_URI": uri},
     )
-    client = MlflowClient(uri)
-    deadline = time.time() + 120
-    run = None
-    while time.time() < deadline and run is None:
-        time.sleep(1)
-        exp = folder.exists() and client.get_experiment_by_name("test")
+
+
+def wait_for_epochs(client, folder, n, timeout=180):
+    """The run once it has logged `n` epochs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.2)
+        exp = (folder / "mlflow.db").exists() and client.get_experiment_by_name("test")
         found = client.search_runs([exp.experiment_id]) if exp else []
-        if found and client.get_metric_history(found[0].info.run_id, "loss"):
-            run = found[0]
-    assert run is not None, "the run never logged an epoch"
+        if found and len(client.get_metric_history(found[0].info.run_id, "loss")) >= n:
+            return found[0]
+    raise AssertionError(f"the run never logged {n} epochs")
+
+
+def slow_pipeline(write_pipeline, epochs):
+    # batch 4: ~300 steps an epoch, so a signal lands mid-training
+    return write_pipeline({**TINY, "train": {**TINY["train"], "epochs": epochs, "batch_size": 4}})
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_killed_and_keeps_its_backup(tmp_path, write_pipeline):
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    proc = start_training(slow_pipeline(write_pipeline, 500), uri)
+    client = MlflowClient(uri)
+    run = wait_for_epochs(client, folder, 1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "KILLED" in err
-    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    assert proc.returncode == 130 and "KILLED" in err and "--resume" in err
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED" and "interrupted" in run.data.tags["tfdl.error"]
     epochs = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 500
-    assert not np.isnan(client.get_run(run.info.run_id).data.metrics["loss"])
+    backup = folder / "backups" / run.info.run_id / "backup"
+    assert (backup / "latest.weights.h5").exists() and (backup / "training_metadata.json").exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pipeline):
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    proc = start_training(slow_pipeline(write_pipeline, 6), uri)
+    client = MlflowClient(uri)
+    run = wait_for_epochs(client, folder, 2)
+    proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING
+    proc.communicate(timeout=60)
+    run_id = run.info.run_id
+    assert client.get_run(run_id).info.status == "RUNNING"
+    done = len(client.get_metric_history(run_id, "loss"))
+    assert 2 <= done < 6
+
+    out = run_tfdl("train", "--resume", run_id, env={"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "tfdl.error" not in run.data.tags
+    for key in ("loss", "val_loss", "learning_rate"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3, 4, 5, 6], key
+    history = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/history.csv")
+    assert len(history.strip().splitlines()) == 1 + 6
+    assert not (folder / "backups" / run_id).exists()  # finished: nothing left to resume
+    assert len(client.search_runs([run.info.experiment_id])) == 1

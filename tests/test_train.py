@@ -11,8 +11,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tfdl import tracking
-from tfdl.config import validate
 from tfdl.callbacks.stack import Stack
+from tfdl.config import validate
 from tfdl.train import train
 
 from .conftest import TINY
@@ -134,3 +134,19 @@ def test_same_seed_same_run(store):
     c = train(pipeline(train={**TINY["train"], "seed": 7}))
     assert a.history["loss"] == b.history["loss"]
     assert a.history["loss"] != c.history["loss"]
+
+
+def test_resume_refuses_finished_and_unknown_runs(store, capsys):
+    from tfdl.cli import main
+
+    run_id = train(pipeline()).run_id
+    assert main(["train", "--resume", run_id]) == 2
+    assert main(["train", "--resume", "0123abc"]) == 2
+    assert main(["train", "--resume", run_id, "pipelines/mlp.yaml"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (
+        f"error: --resume: run {run_id} already FINISHED; "
+        "allowed: a run that was interrupted (KILLED, or RUNNING after kill -9)"
+    )
+    assert lines[1].startswith("error: --resume: no run '0123abc' in the store")
+    assert lines[2].startswith("error: --resume: takes no pipeline or overrides")

@@ -16,11 +16,15 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{STORE / 'mlflow.db'}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite store; None for a tracking server."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def artifact_root(uri: str) -> Path | None:
     """Where a sqlite store keeps artifacts: beside its database. A server decides itself."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
-    return None
+    db = sqlite_path(uri)
+    return db.parent / "artifacts" if db else None
 
 
 def run_dir(run_id: str) -> Path:

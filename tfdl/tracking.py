@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import re
 import subprocess
 import tempfile
@@ -17,9 +18,11 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from tfdl.errors import ConfigError
-from tfdl.store import PROJECT, artifact_root, tracking_uri
+from tfdl.store import PROJECT, artifact_root, sqlite_path, tracking_uri
 
 MAX_TAG = 5000  # MLflow caps tag values; an error message is cut to fit
+# Creating a new store's tables is routine, not news: keep stderr for errors.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 def _slug(name: str) -> str:
@@ -213,15 +216,18 @@ def log_results(
     )
 
 
-def find_run(run_id: str):
-    """A run of the store, or a ConfigError naming the id."""
+def find_run(run_id: str, field: str = "--run-id"):
+    """A run of the store, or a ConfigError naming the id (as the option `field`)."""
     from mlflow.exceptions import MlflowException
 
+    uri, db = tracking_uri(), sqlite_path(tracking_uri())
     try:
-        return MlflowClient(tracking_uri()).get_run(run_id)
+        if db is not None and not db.exists():
+            raise MlflowException("no store yet")  # asking about a run must not create one
+        return MlflowClient(uri).get_run(run_id)
     except MlflowException:
         raise ConfigError(
-            "--run-id",
+            field,
             f"no run {run_id!r} in the store {tracking_uri()}",
             "a run id from `make ui`",
         ) from None

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import keras
 
+from tfdl.callbacks.backup import Backup
 from tfdl.callbacks.dropout_schedule import DropoutScheduler
 from tfdl.callbacks.gap import GeneralisationGap
 from tfdl.callbacks.learning_rate import LearningRateLogger
@@ -95,6 +96,6 @@ def build_callbacks(
     if log is not None:
         made["metrics_logger"] = MetricsLogger(log, logged_epochs)
     if cfg.backup and run_dir is not None:
-        made["backup"] = keras.callbacks.BackupAndRestore(str(run_dir / "backup"))
+        made["backup"] = Backup(str(run_dir / "backup"))
     ordered = {name: made[name] for name in ORDER if name in made}
     return Stack(list(ordered.values()), ordered)

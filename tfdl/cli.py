@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="dotted.path=value, e.g. train.epochs=3 model.units=[64,32]"
     )
 
+    f = sub.add_parser("lr-find", help="sweep learning rates and suggest one")
+    f.add_argument("pipeline", help="a pipeline YAML file")
+    f.add_argument("overrides", nargs="*", help="dotted.path=value")
+    f.add_argument("--min-lr", type=float, default=1e-7)
+    f.add_argument("--max-lr", type=float, default=10.0)
+    f.add_argument("--steps", type=int, default=200, help="optimizer steps in the sweep")
+
     sub.add_parser("list", help="list architectures, datasets and pipelines")
 
     g = sub.add_parser("generate", help="text from a logged language or seq2seq model")
@@ -57,7 +64,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        commands = {"train": _train, "list": _list, "generate": _generate, "ui": _ui}
+        commands = {
+            "train": _train,
+            "lr-find": _lr_find,
+            "list": _list,
+            "generate": _generate,
+            "ui": _ui,
+        }
         return commands[args.command](args)
     except ConfigError as err:
         print(err.line(), file=sys.stderr)
@@ -122,6 +135,30 @@ def _train(args) -> int:
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")
     print("compare runs with `make ui`")
+    return 0
+
+
+def _lr_find(args) -> int:
+    from tfdl.compile import prepare
+    from tfdl.config import load_pipeline
+
+    if not 0 < args.min_lr < args.max_lr:
+        problem = f"the sweep must go up from a positive rate, got {args.min_lr} to {args.max_lr}"
+        raise ConfigError("--min-lr", problem, "0 < --min-lr < --max-lr")
+    if args.steps < 10:
+        raise ConfigError("--steps", f"{args.steps} is too few to see a trend", ">= 10")
+    cfg = load_pipeline(args.pipeline, args.overrides)
+    prepared = prepare(cfg)
+    _import_tensorflow_quietly()
+    from tfdl.lr_find import lr_find
+
+    sweep = lr_find(
+        cfg, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps, prepared=prepared
+    )
+    lo, hi = sweep.lrs[0], sweep.lrs[-1]
+    print(f"run {sweep.run_id}: swept {len(sweep.lrs)} rates from {lo:.2g} to {hi:.2g}")
+    print(f"suggested learning rate: {sweep.suggestion:.3g}")
+    print(f"set it with train.optimizer.learning_rate={sweep.suggestion:.3g}")
     return 0
 
 

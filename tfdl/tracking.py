@@ -216,6 +216,23 @@ def log_results(
     )
 
 
+def log_lr_find(settings: dict, lrs, losses, smoothed, suggestion: float) -> None:
+    """A learning-rate sweep: its settings, the curve as metrics, CSV and plot, the pick."""
+    import pandas as pd
+
+    from tfdl.plots import lr_find_plot
+
+    mlflow.log_params(settings)
+    for step, (lr, loss) in enumerate(zip(lrs, losses, strict=True)):
+        mlflow.log_metrics({"lr_find/learning_rate": lr, "lr_find/loss": loss}, step=step)
+    mlflow.log_metric("suggested_learning_rate", suggestion)
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = pd.DataFrame({"learning_rate": lrs, "loss": losses, "smoothed_loss": smoothed})
+        frame.to_csv(Path(tmp) / "lr_find.csv", index=False)
+        lr_find_plot(lrs, losses, smoothed, suggestion, Path(tmp) / "lr_find.png")
+        mlflow.log_artifacts(tmp)
+
+
 def find_run(run_id: str, field: str = "--run-id"):
     """A run of the store, or a ConfigError naming the id (as the option `field`)."""
     from mlflow.exceptions import MlflowException

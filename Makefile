@@ -6,7 +6,7 @@ PIPELINE ?= pipelines/mlp.yaml
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint ui clean
+.PHONY: help install train gradients test test-fast lint ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,6 +21,9 @@ install: $(BIN)/tfdl ## Create .venv and install tfdl with its dev tools
 
 train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml] [ARGS="train.epochs=3"]
 	$(BIN)/tfdl train $(PIPELINE) $(ARGS)
+
+gradients: $(BIN)/tfdl ## Vanishing gradients: deep sigmoid vs ReLU+He vs residual, per-layer norms in MLflow
+	for p in sigmoid relu_he residual; do $(BIN)/tfdl train pipelines/gradients_$$p.yaml || exit 1; done
 
 test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included)
 	$(BIN)/pytest -q

@@ -59,7 +59,10 @@ def test_deep_mlp_layers_follow_the_config():
     assert [d.units for d in dense] == [32, 16, 8, 10]
     assert all(not d.use_bias for d in dense[:-1])  # batch norm's beta replaces the bias
     assert all(type(d.kernel_initializer).__name__ == "GlorotNormal" for d in dense[:-1])
-    assert sum(isinstance(la, ScheduledDropout) and la.initial_rate == 0.25 for la in model.layers) == 3
+    assert (
+        sum(isinstance(la, ScheduledDropout) and la.initial_rate == 0.25 for la in model.layers)
+        == 3
+    )
     assert sum(isinstance(la, keras.layers.BatchNormalization) for la in model.layers) == 3
     assert dense[-1].activation.__name__ == "softmax" and model.output_shape == (None, 10)
     probs = model(np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32"))
@@ -106,3 +109,12 @@ def test_multi_output_perceptron_has_no_hidden_layer():
         ARCHITECTURES["multi_output_perceptron"](arch="multi_output_perceptron"), DIGITS
     )
     assert model.count_params() == 64 * 10 + 10 and model.output_shape == (None, 10)
+
+
+def test_residual_mlp_adds_a_skip_wherever_the_width_is_kept():
+    cfg = ARCHITECTURES["deep_mlp"](arch="deep_mlp", units=[16, 16, 8, 8], residual=True)
+    model = build_model(cfg, DIGITS)
+    adds = [la.name for la in model.layers if isinstance(la, keras.layers.Add)]
+    assert adds == ["skip_1", "skip_3"]  # 64 -> 16 and 16 -> 8 change the width: no skip
+    plain = build_model(ARCHITECTURES["deep_mlp"](arch="deep_mlp", units=[16, 16]), DIGITS)
+    assert not any(isinstance(la, keras.layers.Add) for la in plain.layers)

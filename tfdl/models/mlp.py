@@ -23,16 +23,20 @@ def build_deep_mlp(
     initializer: str = "he_normal",
     dropout: float = 0.0,
     batch_norm: bool = False,
+    residual: bool = False,
     impl: str = "keras",
 ) -> keras.Model:
     """Stacked dense layers: z_k = g(W_k z_{k-1} + b_k), then the task's output layer.
 
     He initialisation suits ReLU-like activations, Glorot suits sigmoid/tanh; dropout
     after each hidden layer regularises; batch norm goes between the affine map and g
-    (the layer's bias is dropped then, since batch norm's beta replaces it).
+    (the layer's bias is dropped then, since batch norm's beta replaces it). `residual`
+    adds the skip z_k = z_{k-1} + g(...) wherever a layer keeps its input's width, so
+    gradients reach the early layers undiminished.
     """
     inputs, x = inputs_for(spec, flatten=True)
     for i, width in enumerate(units):
+        skip = x
         x = dense(impl)(
             width, kernel_initializer=initializer, use_bias=not batch_norm, name=f"dense_{i}"
         )(x)
@@ -41,4 +45,6 @@ def build_deep_mlp(
         x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
         if dropout:
             x = dropout_layer(dropout, name=f"dropout_{i}")(x)
+        if residual and skip.shape[-1] == width:
+            x = keras.layers.Add(name=f"skip_{i}")([skip, x])
     return keras.Model(inputs, output_head(x, spec, impl=impl), name="deep_mlp")

@@ -101,6 +101,7 @@ class DeepMLP(ArchConfig):
     initializer: Initializer = "he_normal"
     dropout: Rate = 0.0
     batch_norm: bool = False
+    residual: bool = False  # z_k = z_{k-1} + g(W_k z_{k-1}) where widths allow: a gradient highway
     impl: Impl = "keras"
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from tfdl.data.spec import DataSpec
 from tfdl.errors import ConfigError
+from tfdl.layers import ScheduledDropout
 from tfdl.models import build_model
 from tfdl.models.augment import augmentation
 from tfdl.models.cnn import build_cnn1d, build_cnn2d
@@ -92,7 +93,7 @@ def test_cnn2d_blocks_filters_kernels_strides_take_effect():
     assert model.get_layer("flatten").output.shape == (None, 16)
     dense = layers_of(model, keras.layers.Dense)
     assert [d.units for d in dense] == [12, 6, 10]
-    assert [d.rate for d in layers_of(model, keras.layers.Dropout)] == [0.3, 0.3, 0.3]
+    assert [d.initial_rate for d in layers_of(model, ScheduledDropout)] == [0.3, 0.3, 0.3]
 
 
 def test_cnn2d_without_pooling_batch_norm_or_dropout():
@@ -101,7 +102,7 @@ def test_cnn2d_without_pooling_batch_norm_or_dropout():
     )
     assert not layers_of(model, keras.layers.MaxPooling2D)
     assert not layers_of(model, keras.layers.BatchNormalization)
-    assert not layers_of(model, keras.layers.Dropout)
+    assert not layers_of(model, ScheduledDropout)
     assert all(c.use_bias for c in convs(model))
     assert model.get_layer("flatten").output.shape == (None, 8 * 8 * 4)  # "same" padding
     assert model.get_layer("block1_tanh").activation.__name__ == "tanh"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tfdl.data.spec import DataSpec
-from tfdl.layers import SimpleRNNCellScratch
+from tfdl.layers import ScheduledDropout, SimpleRNNCellScratch
 from tfdl.models.rnn import build_gru, build_lstm, build_simple_rnn
 
 T = 7  # time steps of the toy sequences
@@ -84,13 +84,13 @@ def test_bidirectional_doubles_the_width(arch):
 @pytest.mark.parametrize("arch", BUILDERS)
 def test_dropout_and_dense_head(arch):
     model = BUILDERS[arch](MULTICLASS, units=(6, 4), dropout=0.3, dense_units=(10,))
-    drops = [la for la in model.layers if isinstance(la, keras.layers.Dropout)]
-    assert len(drops) == 3 and all(d.rate == 0.3 for d in drops)  # after each layer
+    drops = [la for la in model.layers if isinstance(la, ScheduledDropout)]
+    assert len(drops) == 3 and all(d.initial_rate == 0.3 for d in drops)  # after each layer
     dense = [la for la in model.layers if isinstance(la, keras.layers.Dense)]
     assert [d.units for d in dense] == [10, 5]
     assert dense[0].activation.__name__ == "relu"
     none = BUILDERS[arch](MULTICLASS, units=(6, 4))
-    assert not any(isinstance(la, keras.layers.Dropout) for la in none.layers)
+    assert not any(isinstance(la, ScheduledDropout) for la in none.layers)
     # dropout only acts while training
     x = sequences(MULTICLASS)
     np.testing.assert_allclose(model(x, training=False), model(x, training=False))

@@ -8,6 +8,7 @@ of features; a flatten and fully connected layers turn them into the task's pred
 import keras
 
 from tfdl.models.augment import augmentation
+from tfdl.models.heads import dropout as dropout_layer
 from tfdl.models.heads import inputs_for, output_head
 
 _POOL = {
@@ -89,11 +90,11 @@ def _conv_net(
     # or the bottom of a digit), and after the pools the maps are small (2x2 for digits).
     x = keras.layers.Flatten(name="flatten")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
+        x = dropout_layer(dropout, name="dropout")(x)
     for i, units in enumerate(dense_units):
         x = keras.layers.Dense(units, activation=activation, name=f"dense_{i}")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+            x = dropout_layer(dropout, name=f"dropout_{i}")(x)
     return keras.Model(inputs, output_head(x, spec), name=name)
 
 

@@ -10,6 +10,7 @@ import keras
 
 from tfdl.models.augment import augmentation
 from tfdl.models.cnn import sequence_input
+from tfdl.models.heads import dropout as dropout_layer
 from tfdl.models.heads import inputs_for, output_head
 
 _CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}
@@ -108,5 +109,5 @@ def build_resnet(
             )
     x = _GAP[dims](name="global_average_pool")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
+        x = dropout_layer(dropout, name="dropout")(x)
     return keras.Model(inputs, output_head(x, spec), name="resnet" if residual else "plain_net")

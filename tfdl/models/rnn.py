@@ -8,6 +8,7 @@ differ only in the cell: vanilla RNN, LSTM or GRU.
 import keras
 
 from tfdl.layers import SimpleRNNCellScratch
+from tfdl.models.heads import dropout as dropout_layer
 from tfdl.models.heads import inputs_for, output_head
 
 
@@ -32,11 +33,11 @@ def _sequence_classifier(
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
         x = layer(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+            x = dropout_layer(dropout, name=f"dropout_{i}")(x)
     for i, width in enumerate(dense_units):
         x = keras.layers.Dense(width, activation="relu", name=f"dense_{i}")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dense_dropout_{i}")(x)
+            x = dropout_layer(dropout, name=f"dense_dropout_{i}")(x)
     return keras.Model(inputs, output_head(x, spec), name=name)
 
 

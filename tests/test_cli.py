@@ -173,3 +173,28 @@ def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pip
     assert len(history.strip().splitlines()) == 1 + 6
     assert not (folder / "backups" / run_id).exists()  # finished: nothing left to resume
     assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+@pytest.mark.slow
+def test_a_diverging_run_is_one_line_and_failed(tmp_path, write_pipeline):
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    path = write_pipeline(
+        {
+            "data": {"source": "diabetes", "normalize": "none"},
+            "model": {"arch": "deep_mlp", "units": [8]},
+            "train": {
+                "epochs": 3,
+                "verbose": 0,
+                "optimizer": {"name": "sgd", "learning_rate": 1e6},
+            },
+            "tracking": {"experiment": "nan"},
+        }
+    )
+    out = run_tfdl("train", path, env={"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: training diverged: loss became") and "FAILED" in line
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("nan").experiment_id])
+    assert run.info.status == "FAILED"

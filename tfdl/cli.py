@@ -132,6 +132,9 @@ def _train(args) -> int:
             file=sys.stderr,
         )
         return 130
+    except FloatingPointError as err:  # the loss diverged: a result, not a bug
+        print(f"error: training diverged: {err}; the run is marked FAILED", file=sys.stderr)
+        return 1
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")
     print("compare runs with `make ui`")

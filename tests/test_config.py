@@ -7,7 +7,7 @@ from tfdl.cli import main
 from tfdl.config import PipelineConfig, apply_overrides, load_pipeline, parse_override
 from tfdl.errors import ConfigError
 
-from .conftest import PROJECT, TINY
+from .conftest import TINY
 
 
 def test_a_short_file_is_a_complete_pipeline(write_pipeline):
@@ -16,14 +16,6 @@ def test_a_short_file_is_a_complete_pipeline(write_pipeline):
     assert cfg.train.optimizer.learning_rate == 0.001
     assert cfg.model.units == [64, 32] and cfg.callbacks.early_stopping is None
     assert cfg.tracking.experiment == "tfdl"
-
-
-@pytest.mark.parametrize(
-    "path", sorted((PROJECT / "pipelines").glob("*.yaml")), ids=lambda p: p.name
-)
-def test_shipped_pipelines_validate(path):
-    cfg = load_pipeline(path)
-    assert cfg.description
 
 
 def test_overrides_are_parsed_as_yaml(write_pipeline):

@@ -383,3 +383,33 @@ def test_a_char_lm_run_logs_its_vocabulary_and_reloads_to_generate(store, corpus
     model = mlflow.tensorflow.load_model(f"runs:/{result.run_id}/model")
     run_args = dict(prompt="X:", length=20, temperature=0.5, seed=0)
     assert generate_text(model, spec, **run_args) == generate_text(result.model, spec, **run_args)
+
+
+@pytest.mark.slow
+def test_tfdl_generate_writes_text_from_a_logged_run(store, corpus):
+    """The whole path: train a tiny char_lm, then `tfdl generate` in a fresh process."""
+    import os
+
+    from tfdl.config import validate
+    from tfdl.train import train
+
+    from .conftest import run_tfdl
+
+    cfg = validate(
+        {
+            "data": {"source": "abc_tunes", "path": str(corpus), "sequence_length": 30},
+            "model": {"arch": "char_lm", "embedding_dim": 8, "units": [16]},
+            "train": {"epochs": 1, "batch_size": 32, "verbose": 0},
+            "tracking": {"experiment": "generate"},
+        }
+    )
+    run_id = train(cfg).run_id
+    env = {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    args = ("generate", "--run-id", run_id, "--prompt", "X:1", "--length", "50", "--seed", "4")
+    first, second = run_tfdl(*args, env=env), run_tfdl(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    text = first.stdout.rstrip("\n")
+    assert text.startswith("X:1") and len(text) == 53 and set(text) <= set(CORPUS)
+    assert second.stdout == first.stdout  # seeded
+    bad = run_tfdl("generate", "--run-id", run_id, "--prompt", "€", env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --prompt:")

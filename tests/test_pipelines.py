@@ -1,0 +1,31 @@
+"""Every shipped pipeline validates, loads its data and builds its model (no training)."""
+
+import keras
+import pytest
+
+from tfdl.compile import prepare
+from tfdl.config import load_pipeline
+from tfdl.train import build
+
+from .conftest import PROJECT
+from .test_text import CORPUS
+
+PIPELINES = sorted((PROJECT / "pipelines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
+def test_a_shipped_pipeline_builds(path, tmp_path):
+    overrides = []
+    raw = load_pipeline(path)
+    if raw.data.source == "abc_tunes":  # offline here: a small corpus stands in for the download
+        corpus = tmp_path / "tunes.abc"
+        corpus.write_text(CORPUS)
+        overrides = [f"data.path={corpus}", "data.sequence_length=40"]
+    if raw.data.source in ("mnist1d", "dates"):  # fewer samples, same shapes
+        overrides.append(
+            "data.num_samples=200" if raw.data.source == "mnist1d" else "data.n_samples=300"
+        )
+    cfg, splits = prepare(load_pipeline(path, overrides))
+    model = build(cfg, splits.spec)
+    assert isinstance(model, keras.Model) and model.optimizer is not None
+    assert cfg.model.arch in path.read_text() and cfg.description  # `tfdl list` shows it

@@ -11,10 +11,9 @@ from pydantic import TypeAdapter, ValidationError
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from tfdl.data import sources
 from tfdl.data.schema import SOURCES, DataConfig
 from tfdl.data.spec import Arrays, DataSpec
-from tfdl.data.split import load_splits, split_and_normalise
+from tfdl.data.split import get_loader, load_splits, split_and_normalise
 from tfdl.errors import ConfigError
 
 ADAPTER = TypeAdapter(DataConfig)
@@ -41,8 +40,8 @@ def test_every_source_describes_itself_and_has_its_loader(name):
     cls = SOURCES[name]
     assert cls.model_fields["source"].annotation.__args__ == (name,)
     assert (cls.__doc__ or "").strip().splitlines()[0].strip()
-    loader = getattr(sources, cls.loader, None)
-    assert callable(loader), f"{cls.loader} missing from tfdl.data.sources"
+    loader = get_loader(cls.loader)
+    assert callable(loader), f"loader {cls.loader} is missing"
     assert list(inspect.signature(loader).parameters) == ["cfg", "seed"]
 
 

@@ -191,7 +191,7 @@ class AbcTunes(_TokenSource):
 
 
 class Dates(_TokenSource):
-    """Human-written dates to ISO dates ("tuesday, 3 march 2021" -> "2021-03-03"), generated.
+    """Human-written dates to ISO dates ("wednesday, 3 march 2021" -> "2021-03-03"), generated.
 
     A translation task for encoder-decoder models, generated from the seed: each sample
     is a random date between 1950 and 2049 written in one of several human formats; the

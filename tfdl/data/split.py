@@ -26,10 +26,15 @@ def load_splits(cfg: SourceConfig, seed: int) -> Splits:
     document, so overlapping windows never straddle train and test): then it returns Splits.
     """
     seed = cfg.seed if cfg.seed is not None else seed
-    module, _, name = cfg.loader.rpartition(":")
-    owner = importlib.import_module(f"tfdl.data.{module}") if module else sources
-    loaded = getattr(owner, name)(cfg, seed)
+    loaded = get_loader(cfg.loader)(cfg, seed)
     return loaded if isinstance(loaded, Splits) else split_and_normalise(loaded, cfg, seed)
+
+
+def get_loader(ref: str):
+    """A source's loader: a function of tfdl.data.sources, or "module:function" in tfdl.data."""
+    module, _, name = ref.rpartition(":")
+    owner = importlib.import_module(f"tfdl.data.{module}") if module else sources
+    return getattr(owner, name, None)
 
 
 def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:

@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIPELINE ?= pipelines/mlp.yaml
+TUNING ?= tuning/mlp_random.yaml
+WORKERS ?= 2
+ORACLE_PORT ?= 8000
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install train gradients test test-fast lint ui clean
+.PHONY: help install train gradients tune tune-distributed test test-fast lint ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +27,18 @@ train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml]
 
 gradients: $(BIN)/tfdl ## Vanishing gradients: deep sigmoid vs ReLU+He vs residual, per-layer norms in MLflow
 	for p in sigmoid relu_he residual; do $(BIN)/tfdl train pipelines/gradients_$$p.yaml || exit 1; done
+
+tune: $(BIN)/tfdl ## Keras Tuner search: make tune [TUNING=tuning/mlp_random.yaml] [ARGS="max_trials=3"]
+	$(BIN)/tfdl tune $(TUNING) $(ARGS)
+
+tune-distributed: $(BIN)/tfdl ## A chief and WORKERS workers on 127.0.0.1 (one GPU each when there are GPUs)
+	@gpus=$$(nvidia-smi -L 2>/dev/null | wc -l); \
+	$(BIN)/tfdl tune $(TUNING) $(ARGS) --chief --oracle-port $(ORACLE_PORT) & chief=$$!; \
+	for i in $$(seq 0 $$(($(WORKERS) - 1))); do \
+	  if [ "$$gpus" -gt 0 ]; then export CUDA_VISIBLE_DEVICES=$$((i % gpus)); fi; \
+	  $(BIN)/tfdl tune $(TUNING) $(ARGS) --worker $$i --oracle-port $(ORACLE_PORT) & \
+	done; \
+	wait $$chief; status=$$?; wait; exit $$status
 
 test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included)
 	$(BIN)/pytest -q

@@ -50,3 +50,11 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 64, "verbose": 0, "optimizer": {"learning_rate": 0.01}},
     "tracking": {"experiment": "test"},
 }
+
+# Raw targets in the hundreds and a huge step: the loss overflows within the first epoch.
+DIVERGING = {
+    "data": {"source": "diabetes", "normalize": "none"},
+    "model": {"arch": "deep_mlp", "units": [8]},
+    "train": {"epochs": 3, "verbose": 0, "optimizer": {"name": "sgd", "learning_rate": 1e6}},
+    "tracking": {"experiment": "test"},
+}

@@ -18,7 +18,7 @@ from tfdl.config import validate
 from tfdl.layers import ScheduledDropout
 from tfdl.train import train
 
-from .conftest import TINY
+from .conftest import DIVERGING, TINY
 
 
 def pipeline(**sections):
@@ -281,18 +281,7 @@ def test_a_run_logs_gap_dropout_rate_stopping_and_the_best_model(store):
 
 
 def test_a_nan_loss_ends_the_run_failed_with_the_reason(store):
-    cfg = validate(
-        {
-            "data": {"source": "diabetes", "normalize": "none"},
-            "model": {"arch": "deep_mlp", "units": [8]},
-            "train": {
-                "epochs": 3,
-                "verbose": 0,
-                "optimizer": {"name": "sgd", "learning_rate": 1e6},
-            },
-            "tracking": {"experiment": "test"},
-        }
-    )
+    cfg = validate(DIVERGING)
     with pytest.raises(FloatingPointError):
         train(cfg)
     (run,) = MlflowClient().search_runs(

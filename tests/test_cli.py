@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tfdl import store as store_module
 
-from .conftest import PROJECT, TFDL, TINY, run_tfdl
+from .conftest import DIVERGING, PROJECT, TFDL, TINY, run_tfdl
 
 
 def test_list_names_every_architecture_dataset_and_pipeline():
@@ -179,18 +179,7 @@ def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pip
 def test_a_diverging_run_is_one_line_and_failed(tmp_path, write_pipeline):
     folder = tmp_path / "store"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    path = write_pipeline(
-        {
-            "data": {"source": "diabetes", "normalize": "none"},
-            "model": {"arch": "deep_mlp", "units": [8]},
-            "train": {
-                "epochs": 3,
-                "verbose": 0,
-                "optimizer": {"name": "sgd", "learning_rate": 1e6},
-            },
-            "tracking": {"experiment": "nan"},
-        }
-    )
+    path = write_pipeline({**DIVERGING, "tracking": {"experiment": "nan"}})
     out = run_tfdl("train", path, env={"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 1
     (line,) = out.stderr.strip().splitlines()

@@ -40,6 +40,17 @@ def _parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="dotted.path=value, e.g. train.epochs=3 model.units=[64,32]"
     )
 
+    k = sub.add_parser("tune", help="Keras Tuner search over a pipeline, every trial an MLflow run")
+    k.add_argument("tuning", help="a search file, e.g. tuning/mlp_random.yaml")
+    k.add_argument("overrides", nargs="*", help="top-level settings, e.g. max_trials=3 epochs=2")
+    k.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    role = k.add_mutually_exclusive_group()
+    role.add_argument("--chief", action="store_true", help="serve the search to workers")
+    role.add_argument(
+        "--worker", type=int, metavar="N", help="run trials for the chief as worker N"
+    )
+    k.add_argument("--oracle-port", type=int, default=8000, help="the chief's port on 127.0.0.1")
+
     f = sub.add_parser("lr-find", help="sweep learning rates and suggest one")
     f.add_argument("pipeline", help="a pipeline YAML file")
     f.add_argument("overrides", nargs="*", help="dotted.path=value")
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {
             "train": _train,
             "lr-find": _lr_find,
+            "tune": _tune,
             "list": _list,
             "generate": _generate,
             "ui": _ui,
@@ -138,6 +150,36 @@ def _train(args) -> int:
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")
     print("compare runs with `make ui`")
+    return 0
+
+
+def _tune(args) -> int:
+    from tfdl.compile import logged_names, prepare
+    from tfdl.config import load_tuning, validate
+
+    job, base = load_tuning(args.tuning, args.overrides)
+    resolved, _ = prepare(validate(base))
+    if job.objective.metric not in logged_names(resolved):
+        allowed = ", ".join(logged_names(resolved))
+        raise ConfigError("objective.metric", f"{job.objective.metric!r} is not logged", allowed)
+    if args.chief or args.worker is not None:  # Keras Tuner's own chief/worker protocol
+        os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else f"tuner{args.worker}"
+        os.environ["KERASTUNER_ORACLE_IP"] = "127.0.0.1"
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _import_tensorflow_quietly()
+    from tfdl.tune import search
+
+    name = Path(args.tuning).stem
+    try:
+        result = search(job, base, name=name, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to finish the search", file=sys.stderr)
+        return 130
+    if result is not None:
+        best = f"best {job.objective.metric} {result.best_score:.4f}"
+        print(f"search {name} (run {result.parent_id}): {best}")
+        print(f"best values: {result.best_values}")
     return 0
 
 

@@ -25,3 +25,18 @@ def lr_find_plot(lrs, losses, smoothed, suggestion: float, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def objective_plot(table, metric: str, direction: str, path: Path) -> Path:
+    """The objective of each trial in the order they ran, and the best so far."""
+    done = table.dropna(subset=["score"])
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    ax.plot(range(1, len(done) + 1), done["score"], "o", label="trial")
+    best = done["score"].cummin() if direction == "min" else done["score"].cummax()
+    ax.step(range(1, len(done) + 1), best, where="post", label="best so far")
+    ax.set(xlabel="trial", ylabel=metric, title=f"Search objective: {metric} ({direction})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

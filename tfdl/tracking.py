@@ -10,13 +10,15 @@ import logging
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import mlflow
 import yaml
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from tfdl.config import flatten
 from tfdl.errors import ConfigError
 from tfdl.store import PROJECT, artifact_root, sqlite_path, tracking_uri
 
@@ -44,18 +46,6 @@ def experiment_id(name: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, str]:
-    """{"train": {"epochs": 3}} -> {"train.epochs": "3"}: every config value as a parameter."""
-    out: dict[str, str] = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return out
-
-
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -66,10 +56,18 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def log_epoch(logs: dict, epoch: int) -> None:
-    """Every number in Keras's epoch logs as a metric, step = epoch number (1-based)."""
-    metrics = {k: float(v) for k, v in logs.items() if _is_number(v)}
-    mlflow.log_metrics(metrics, step=epoch + 1)
+def epoch_logger(run_id: str):
+    """A function logging every number of Keras's epoch logs to run `run_id`, step = epoch
+    number (1-based). The run is named, not taken from MLflow's active-run stack, so no
+    metric of one trial can land in another's run."""
+    client = MlflowClient(tracking_uri())
+
+    def log(logs: dict, epoch: int) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if _is_number(v)]
+        client.log_batch(run_id, metrics=metrics, synchronous=True)
+
+    return log
 
 
 def _is_number(v) -> bool:
@@ -264,3 +262,111 @@ def load_logged_model(run):
             "a FINISHED run trained with tracking.log_model: true",
         ) from None
     return spec, model
+
+
+# ----------------------------------------------------------------------------- searches
+
+
+def search_parent(name: str, job: dict, experiment: str, overwrite: bool) -> str:
+    """The parent run of search `name`: the earlier one when the search is re-run (so a
+    resumed search stays one run), a new one when there is none or `overwrite`."""
+    client = MlflowClient(tracking_uri())
+    exp_id = experiment_id(experiment)
+    digest = hashlib.sha1(json.dumps(job, sort_keys=True).encode()).hexdigest()[:12]
+    found = client.search_runs(
+        [exp_id], f"tags.`tfdl.search` = '{name}'", order_by=["attributes.start_time DESC"]
+    )
+    if found and not overwrite:
+        parent = found[0]
+        if parent.data.tags.get("tfdl.search_digest") != digest:
+            raise ConfigError(
+                name,
+                "the search changed since its last run",
+                "tfdl tune --overwrite to start afresh",
+            )
+        client.update_run(parent.info.run_id, status="RUNNING")
+        client.delete_tag(
+            parent.info.run_id, "tfdl.error"
+        ) if "tfdl.error" in parent.data.tags else None
+        return parent.info.run_id
+    for old in found:  # --overwrite: the old search's runs go with its trials
+        client.delete_run(old.info.run_id)
+    tags = {"tfdl.search": name, "tfdl.search_digest": digest, "tfdl.kind": "search"}
+    run = client.create_run(exp_id, run_name=f"search-{name}", tags=tags)
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten(job).items()])
+    return run.info.run_id
+
+
+@contextlib.contextmanager
+def ended(run_id: str):
+    """End run `run_id` FINISHED, KILLED (interrupt) or FAILED (error, as a tag)."""
+    client = MlflowClient(tracking_uri())
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        client.set_tag(run_id, "tfdl.error", "interrupted: run the search again to resume it")
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException as err:
+        client.set_tag(run_id, "tfdl.error", f"{type(err).__name__}: {err}"[:MAX_TAG])
+        client.set_terminated(run_id, "FAILED")
+        raise
+    else:
+        client.set_terminated(run_id, "FINISHED")
+
+
+@contextlib.contextmanager
+def child_run(parent_id: str, trial_id: str, values: dict):
+    """A trial's nested run under the search's parent, its hyperparameters as params.
+
+    An earlier, interrupted attempt at the same trial is deleted first: the trial is
+    recorded once, by the attempt that ran it through.
+    """
+    client = MlflowClient(tracking_uri())
+    exp_id = client.get_run(parent_id).info.experiment_id
+    query = f"tags.mlflow.parentRunId = '{parent_id}' and tags.`tfdl.trial_id` = '{trial_id}'"
+    for stale in client.search_runs([exp_id], query):
+        client.delete_run(stale.info.run_id)
+    tags = {"mlflow.parentRunId": parent_id, "tfdl.trial_id": trial_id, "tfdl.kind": "trial"}
+    run = client.create_run(exp_id, run_name=f"trial-{trial_id}", tags=tags)
+    params = [Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in values.items()]
+    client.log_batch(run.info.run_id, params=params)
+    with ended(run.info.run_id) as run_id:
+        yield run_id
+
+
+def trial_runs(parent_id: str) -> list:
+    client = MlflowClient(tracking_uri())
+    exp_id = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def log_search(
+    parent_id: str, *, table, best: dict, metric: str, plot, pipeline: dict, model, sample
+):
+    """A finished search: results table, objective plot, best values, pipeline and model."""
+    import keras
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    client = MlflowClient(tracking_uri())
+    # Tags, not params: a resumed search may find a new best, and params cannot change.
+    tags = [
+        RunTag(f"best.{k}", json.dumps(v) if isinstance(v, list) else str(v))
+        for k, v in best["values"].items()
+    ]
+    score = Metric(f"best_{metric}", best["score"], int(time.time() * 1000), 0)
+    client.log_batch(parent_id, metrics=[score], tags=tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp) / "trials.csv", index=False)
+        plot(Path(tmp) / "objective.png")
+        (Path(tmp) / "best_pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+        client.log_artifacts(parent_id, tmp)
+    if model is not None:
+        with mlflow.start_run(run_id=parent_id):
+            mlflow.tensorflow.log_model(
+                model,
+                name="best_model",
+                signature=infer_signature(sample, model.predict(sample, verbose=0)),
+                pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+            )

@@ -82,7 +82,7 @@ def train(
         run_id = run.info.run_id
         stack = build_callbacks(
             cfg.callbacks,
-            log=tracking.log_epoch,
+            log=tracking.epoch_logger(run_id),
             logged_epochs=tracking.logged_epochs(run_id) if resume_id else 0,
             run_dir=store.run_dir(run_id),
             probe=probe,

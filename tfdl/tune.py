@@ -1,0 +1,297 @@
+"""Keras Tuner search over a pipeline: every trial one run of the flow, one MLflow child run.
+
+A tuning file names a pipeline and a search space over its dotted config paths. The
+HyperModel turns Keras Tuner's HyperParameters into config overrides, so every builder
+and every config value is tunable with no code change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from tfdl import store, tracking
+from tfdl.callbacks.stack import build_callbacks
+from tfdl.compile import prepare
+from tfdl.config import TuningConfig, apply_overrides, validate
+from tfdl.data.pipeline import make_datasets
+from tfdl.train import build
+
+TUNERS = {
+    "random": kt.RandomSearch,
+    "grid": kt.GridSearch,
+    "hyperband": kt.Hyperband,
+    "bayesian": kt.BayesianOptimization,
+}
+
+
+def declare(hp: kt.HyperParameters, path: str, param):
+    """Declare one search dimension on `hp` and return the value of this trial.
+
+    Keras Tuner's choices must be scalars of one type; other values (lists such as layer
+    widths) travel as JSON strings and are decoded here.
+    """
+    match param.type:
+        case "choice":
+            values = param.values
+            scalar = all(isinstance(v, (int, float, str, bool)) for v in values)
+            if scalar and len({type(v) for v in values}) == 1:
+                return hp.Choice(path, values)
+            return json.loads(hp.Choice(path, [json.dumps(v) for v in values]))
+        case "int":
+            return hp.Int(path, param.min, param.max, step=param.step)
+        case "float":
+            return hp.Float(path, param.min, param.max, step=param.step, sampling=param.sampling)
+        case "bool":
+            return hp.Boolean(path)
+    raise AssertionError(param.type)  # the schema admits no other type
+
+
+def decoded(job: TuningConfig, values: dict) -> dict:
+    """A trial's values as config values: choices carried as JSON strings decoded."""
+    out = {}
+    for path, value in values.items():
+        param = job.space.get(path)
+        carried = param is not None and param.type == "choice" and value not in param.values
+        out[path] = json.loads(value) if carried and isinstance(value, str) else value
+    return out
+
+
+def trial_overrides(values: dict) -> list[str]:
+    """{"model.units": [64, 32]} -> ["model.units=[64, 32]"]: values as YAML flow text."""
+    return [f"{path}={json.dumps(value)}" for path, value in values.items()]
+
+
+class PipelineHyperModel(kt.HyperModel):
+    """Builds and fits the pipeline with the trial's values applied as overrides."""
+
+    def __init__(self, job: TuningConfig, base: dict):
+        super().__init__(name="pipeline")
+        self.job, self.base = job, base
+        self._data: dict[str, tuple] = {}  # prepared data by data section: loaded once
+        self.run_id: str | None = None  # the trial's MLflow child run, set by the tuner
+
+    def config(self, hp):
+        values = {path: declare(hp, path, p) for path, p in self.job.space.items()}
+        raw = apply_overrides(self.base, trial_overrides(values))
+        cfg = validate(raw)
+        key = json.dumps([cfg.data.model_dump(mode="json"), cfg.train.seed], sort_keys=True)
+        if key not in self._data:
+            self._data[key] = prepare(cfg)[1]
+        splits = self._data[key]
+        return prepare_known(cfg, splits), splits, values
+
+    def build(self, hp):
+        cfg, splits, _ = self.config(hp)
+        steps = math.ceil(len(splits.y_train) / cfg.train.batch_size)
+        return build(cfg, splits.spec, steps)
+
+    def fit(self, hp, model, *args, callbacks=(), **kwargs):
+        cfg, splits, _ = self.config(hp)
+        t = cfg.train
+        one_hot = t.loss == "categorical_crossentropy"
+        train_ds, val_ds, _ = make_datasets(
+            splits, batch_size=t.batch_size, seed=t.seed, one_hot=one_hot
+        )
+        # A trial keeps no backup: an interrupted trial is run again from its start.
+        own = build_callbacks(
+            cfg.callbacks.model_copy(update={"backup": False}),
+            log=tracking.epoch_logger(self.run_id),
+        )
+        return model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=kwargs.get("epochs", t.epochs),
+            initial_epoch=kwargs.get("initial_epoch", 0),
+            callbacks=[*own.callbacks, *callbacks],
+            verbose=0,
+            shuffle=False,
+        )
+
+
+def prepare_known(cfg, splits):
+    """Resolve a trial's config against data already loaded."""
+    from tfdl.compile import resolve
+
+    return resolve(cfg, splits.spec)
+
+
+def tracked(tuner_class):
+    """A tuner class whose trials each run inside their own MLflow child run."""
+
+    class Tracked(tuner_class):
+        parent_id: str
+
+        def run_trial(self, trial, *args, **kwargs):
+            values = decoded(self.hypermodel.job, trial.hyperparameters.values)
+            with tracking.child_run(self.parent_id, trial.trial_id, values) as run_id:
+                self.hypermodel.run_id = run_id
+                return super().run_trial(trial, *args, **kwargs)
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            # A worker's oracle is a client of the chief's: ask it, do not read its state.
+            score = self.oracle.get_trial(trial.trial_id).score
+            best = self.oracle.get_best_trials(1)
+            trials = getattr(self.oracle, "trials", None)
+            done = sum(t.score is not None for t in trials.values()) if trials else None
+            which = f"{done} of {self.oracle.max_trials or '?'}" if done else trial.trial_id
+            score = "failed" if score is None else f"{score:.4f}"
+            best = f"{best[0].score:.4f}" if best and best[0].score is not None else "-"
+            metric = self.oracle.objective.name
+            print(f"trial {which}: {metric} {score}, best so far {best}", flush=True)
+
+    Tracked.__name__ = f"Tracked{tuner_class.__name__}"
+    return Tracked
+
+
+@dataclass
+class SearchResult:
+    parent_id: str
+    best_values: dict
+    best_score: float | None
+    trials: list[dict]
+
+
+def project_dir(name: str) -> Path:
+    """Keras Tuner's project folder (its oracle, trials and checkpoints) inside the store."""
+    return store.run_dir(name).parent.parent / "tuner" / name
+
+
+def setup_devices(job: TuningConfig):
+    """GPUs grow their memory as needed; returns the distribution strategy, if any.
+
+    On a CPU-only machine nothing changes. Mixed precision computes in float16 and keeps
+    the weights (and the output layer) in float32.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if job.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if job.distribution == "mirrored" and len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+def _role() -> str:
+    """chief, worker or alone, from Keras Tuner's own environment variables."""
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+    if not tuner_id or "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "alone"
+    return "chief" if tuner_id == "chief" else "worker"
+
+
+def _parent_file(name: str) -> Path:
+    return project_dir(name) / "mlflow_parent_run"
+
+
+def _wait_for_parent(name: str, timeout: float = 300) -> str:
+    """Workers learn the parent run from the chief, which writes it before it serves."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if _parent_file(name).exists():
+            return _parent_file(name).read_text().strip()
+        time.sleep(0.5)
+    raise TimeoutError(f"no chief started search {name} within {timeout:.0f} s")
+
+
+def make_tuner(job: TuningConfig, name: str, base: dict, overwrite: bool, strategy):
+    objective = kt.Objective(job.objective.metric, direction=job.objective.direction)
+    common = dict(
+        hypermodel=PipelineHyperModel(job, base),
+        objective=objective,
+        executions_per_trial=job.executions_per_trial,
+        seed=job.seed,
+        directory=str(project_dir(name).parent),
+        project_name=name,
+        overwrite=overwrite,
+        distribution_strategy=strategy,
+        max_consecutive_failed_trials=3,
+    )
+    cls = tracked(TUNERS[job.tuner])
+    if job.tuner == "hyperband":
+        epochs = job.epochs or validate(base).train.epochs
+        return cls(max_epochs=epochs, factor=job.hyperband_factor, **common)
+    return cls(max_trials=job.max_trials, **common)
+
+
+def search(
+    job: TuningConfig, base: dict, *, name: str, overwrite: bool = False
+) -> SearchResult | None:
+    """Run (or continue) the search; returns its results, or None in a worker process."""
+    role = _role()
+    if overwrite and role != "worker":
+        shutil.rmtree(project_dir(name), ignore_errors=True)
+    experiment = validate(base).tracking.experiment
+    if role == "worker":
+        parent_id = _wait_for_parent(name)
+    else:
+        parent_id = tracking.search_parent(name, job.model_dump(mode="json"), experiment, overwrite)
+    strategy = setup_devices(job)
+    if role == "chief":
+        project_dir(name).mkdir(parents=True, exist_ok=True)
+        _parent_file(name).write_text(parent_id)
+    tuner = make_tuner(job, name, base, overwrite=False, strategy=strategy)
+    tuner.parent_id = parent_id
+    if role == "worker":
+        tuner.search(verbose=0)
+        return None
+    with tracking.ended(parent_id):
+        tuner.search(verbose=0)
+        result = summarise(tuner, job, base)
+        log_result(tuner, job, base, parent_id, result)
+    return SearchResult(parent_id, result["values"], result["score"], result["trials"])
+
+
+def summarise(tuner, job: TuningConfig, base: dict) -> dict:
+    """One row per trial, and the best trial's values and score."""
+    rows = []
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+        values = decoded(job, trial.hyperparameters.values)
+        rows.append(
+            {"trial": trial.trial_id, "status": trial.status, "score": trial.score, **values}
+        )
+    best = tuner.oracle.get_best_trials(1)
+    if not best or best[0].score is None:
+        return {"values": {}, "score": None, "trials": rows, "best_trial": None}
+    values = decoded(job, best[0].hyperparameters.values)
+    return {"values": values, "score": best[0].score, "trials": rows, "best_trial": best[0]}
+
+
+def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dict) -> None:
+    import pandas as pd
+
+    from tfdl.data.spec import take
+    from tfdl.plots import objective_plot
+
+    if result["best_trial"] is None:
+        raise RuntimeError("no trial of the search finished")
+    table = pd.DataFrame(result["trials"])
+    table = table.map(lambda v: json.dumps(v) if isinstance(v, list) else v)
+    best_raw = apply_overrides(base, trial_overrides(result["values"]))
+    pipeline = validate(best_raw).to_dict()
+    pipeline["description"] = f"Best of search {tuner.project_name}: {json.dumps(result['values'])}"
+    _, splits, _ = tuner.hypermodel.config(result["best_trial"].hyperparameters)
+    tracking.log_search(
+        parent_id,
+        table=table,
+        best=result,
+        metric=job.objective.metric,
+        plot=lambda path: objective_plot(
+            table, job.objective.metric, job.objective.direction, path
+        ),
+        pipeline=pipeline,
+        model=tuner.get_best_models(1)[0],
+        sample=take(splits.x_test, slice(0, 5)),
+    )

@@ -56,12 +56,14 @@ def declare(hp: kt.HyperParameters, path: str, param):
 
 
 def decoded(job: TuningConfig, values: dict) -> dict:
-    """A trial's values as config values: choices carried as JSON strings decoded."""
+    """A trial's values of the search space as config values, choices carried as JSON
+    strings decoded. (Hyperband adds bookkeeping values such as tuner/epochs: not config.)"""
     out = {}
-    for path, value in values.items():
-        param = job.space.get(path)
-        carried = param is not None and param.type == "choice" and value not in param.values
-        out[path] = json.loads(value) if carried and isinstance(value, str) else value
+    for path, param in job.space.items():
+        if path in values:
+            value = values[path]
+            carried = param.type == "choice" and value not in param.values
+            out[path] = json.loads(value) if carried and isinstance(value, str) else value
     return out
 
 
@@ -90,6 +92,10 @@ class PipelineHyperModel(kt.HyperModel):
         return prepare_known(cfg, splits), splits, values
 
     def build(self, hp):
+        if self.job.mixed_precision:
+            # Set here, per trial: Keras Tuner clears the session (and with it the global
+            # dtype policy) before every build.
+            keras.mixed_precision.set_global_policy("mixed_float16")
         cfg, splits, _ = self.config(hp)
         steps = math.ceil(len(splits.y_train) / cfg.train.batch_size)
         return build(cfg, splits.spec, steps)
@@ -169,16 +175,13 @@ def project_dir(name: str) -> Path:
 def setup_devices(job: TuningConfig):
     """GPUs grow their memory as needed; returns the distribution strategy, if any.
 
-    On a CPU-only machine nothing changes. Mixed precision computes in float16 and keeps
-    the weights (and the output layer) in float32.
+    On a CPU-only machine nothing changes. (Mixed precision is set per trial, in build.)
     """
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    if job.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     if job.distribution == "mirrored" and len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return None
@@ -238,6 +241,14 @@ def search(
         parent_id = _wait_for_parent(name)
     else:
         parent_id = tracking.search_parent(name, job.model_dump(mode="json"), experiment, overwrite)
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _search(job, base, name, role, parent_id)
+    finally:  # the policy is process-wide: leave it as it was
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _search(job, base, name, role, parent_id) -> SearchResult | None:
     strategy = setup_devices(job)
     if role == "chief":
         project_dir(name).mkdir(parents=True, exist_ok=True)

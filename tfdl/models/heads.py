@@ -34,7 +34,10 @@ def dropout(rate: float, name: str):
 
 
 def output_head(x, spec, activation: str | None = None, impl: str = "keras"):
-    """Dense output layer sized by the task: 1 unit (binary, regression) or one per class."""
-    return dense(impl)(
-        spec.output_units, activation=activation or TASK_ACTIVATION[spec.task], name="output"
-    )(x)
+    """Dense output layer sized by the task: 1 unit (binary, regression) or one per class.
+
+    It computes in float32 even under mixed precision, where float16 would lose the
+    small probabilities the loss takes logarithms of.
+    """
+    activation = activation or TASK_ACTIVATION[spec.task]
+    return dense(impl)(spec.output_units, activation=activation, dtype="float32", name="output")(x)

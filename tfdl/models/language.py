@@ -30,7 +30,10 @@ def build_char_lm(
         x = recurrent(width, return_sequences=True, name=f"{cell}_{i}")(x)
         if dropout:
             x = dropout_layer(dropout, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(vocabulary_size, activation="softmax", name="output")(x)
+    # float32 even under mixed precision: a float16 softmax over the vocabulary underflows
+    outputs = keras.layers.Dense(
+        vocabulary_size, activation="softmax", dtype="float32", name="output"
+    )(x)
     return keras.Model(inputs, outputs, name="char_lm")
 
 

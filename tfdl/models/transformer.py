@@ -258,7 +258,7 @@ def build_transformer_decoder(
             dropout=dropout,
             impl=impl,
         )
-    outputs = keras.layers.Dense(vocab, activation="softmax", name="output")(x)
+    outputs = keras.layers.Dense(vocab, activation="softmax", dtype="float32", name="output")(x)
     return keras.Model(inputs, outputs, name="transformer_decoder")
 
 
@@ -296,7 +296,7 @@ def build_transformer_seq2seq(
     y = _embed_tokens(target, embedding, d_model, dropout, "decoder")
     for i in range(num_decoder_layers):
         y = decoder_block(y, name=f"decoder_{i}", context=x, context_mask=mask, **blocks)
-    outputs = keras.layers.Dense(vocab, activation="softmax", name="output")(y)
+    outputs = keras.layers.Dense(vocab, activation="softmax", dtype="float32", name="output")(y)
     return keras.Model(
         {"encoder_inputs": source, "decoder_inputs": target}, outputs, name="transformer_seq2seq"
     )

@@ -15,7 +15,7 @@ from tfdl import store as store_module
 from .conftest import DIVERGING, PROJECT, TFDL, TINY, run_tfdl
 
 
-def test_list_names_every_architecture_dataset_and_pipeline():
+def test_list_names_every_architecture_dataset_pipeline_and_search():
     out = run_tfdl("list")
     assert out.returncode == 0, out.stderr
     for name in (
@@ -27,6 +27,7 @@ def test_list_names_every_architecture_dataset_and_pipeline():
         "csv",
         "pipelines/mlp.yaml",
         "pipelines/perceptron.yaml",
+        "tuning/mlp_grid.yaml",
     ):
         assert name in out.stdout
 

@@ -255,8 +255,9 @@ def _list(args) -> int:
 
     section("architectures", [(n, first_line(c)) for n, c in ARCHITECTURES.items()])
     section("datasets", [(n, first_line(c)) for n, c in SOURCES.items()])
-    files = sorted(PIPELINES.glob("*.yaml"))
-    section("pipelines", [(str(f.relative_to(PROJECT)), describe(f)) for f in files])
+    for title, folder in (("pipelines", PIPELINES), ("search jobs", PROJECT / "tuning")):
+        files = sorted(folder.glob("*.yaml"))
+        section(title, [(str(f.relative_to(PROJECT)), describe(f)) for f in files])
     return 0
 
 

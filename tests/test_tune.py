@@ -13,7 +13,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tfdl.cli import main
-from tfdl.config import validate
+from tfdl.config import load_tuning, validate
+from tfdl.tune import planned
 
 from .conftest import PROJECT, TFDL, TINY
 
@@ -105,8 +106,10 @@ def test_a_random_search_records_every_trial(store, job, capsys):
 
 def test_a_grid_search_visits_every_combination_once(store, job):
     space = {**SPACE, "model.batch_norm": {"type": "bool"}}
-    assert main(["tune", str(job(tuner="grid", max_trials=50, epochs=1, space=space))]) == 0
+    path = job(tuner="grid", max_trials=50, epochs=1, space=space)
+    assert main(["tune", str(path)]) == 0
     (parent,), children = runs()
+    assert planned(load_tuning(path)[0]) == 8
     combos = [
         (
             c.data.params["model.units"],

@@ -67,6 +67,25 @@ def decoded(job: TuningConfig, values: dict) -> dict:
     return out
 
 
+def planned(job: TuningConfig) -> int | str:
+    """How many trials the search will run: a grid may have fewer points than max_trials;
+    Hyperband decides as it goes."""
+    if job.tuner == "hyperband":
+        return "?"
+    if job.tuner != "grid":
+        return job.max_trials
+    points = 1
+    for p in job.space.values():
+        match p.type:
+            case "choice":
+                points *= len(p.values)
+            case "bool":
+                points *= 2
+            case _:  # int, or float with a step (the schema checks grids have one)
+                points *= int(round((p.max - p.min) / p.step)) + 1
+    return min(points, job.max_trials)
+
+
 def trial_overrides(values: dict) -> list[str]:
     """{"model.units": [64, 32]} -> ["model.units=[64, 32]"]: values as YAML flow text."""
     return [f"{path}={json.dumps(value)}" for path, value in values.items()]
@@ -149,7 +168,7 @@ def tracked(tuner_class):
             best = self.oracle.get_best_trials(1)
             trials = getattr(self.oracle, "trials", None)
             done = sum(t.score is not None for t in trials.values()) if trials else None
-            which = f"{done} of {self.oracle.max_trials or '?'}" if done else trial.trial_id
+            which = f"{done} of {planned(self.hypermodel.job)}" if done else trial.trial_id
             score = "failed" if score is None else f"{score:.4f}"
             best = f"{best[0].score:.4f}" if best and best[0].score is not None else "-"
             metric = self.oracle.objective.name

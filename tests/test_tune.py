@@ -123,6 +123,10 @@ def test_a_grid_search_visits_every_combination_once(store, job):
     assert main(["tune", str(job(tuner="grid", max_trials=50, epochs=1, space=space))]) == 0
     parents, again = runs()
     assert len(parents) == 1 and len(again) == 8
+    models = mlflow.search_logged_models(
+        experiment_ids=[parent.info.experiment_id], output_format="list"
+    )
+    assert [m.source_run_id for m in models] == [parent.info.run_id]  # the best model, once
 
 
 def test_mixed_precision_trains_in_float16_and_leaves_the_policy_as_it_was(store, job):

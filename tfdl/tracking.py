@@ -335,10 +335,8 @@ def child_run(parent_id: str, trial_id: str, values: dict):
         yield run_id
 
 
-def trial_runs(parent_id: str) -> list:
-    client = MlflowClient(tracking_uri())
-    exp_id = client.get_run(parent_id).info.experiment_id
-    return client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+def has_metric(run_id: str, key: str) -> bool:
+    return key in MlflowClient(tracking_uri()).get_run(run_id).data.metrics
 
 
 def log_search(

@@ -154,8 +154,10 @@ def tracked(tuner_class):
 
     class Tracked(tuner_class):
         parent_id: str
+        trials_run = 0  # by this process: none means the search had nothing left to do
 
         def run_trial(self, trial, *args, **kwargs):
+            self.trials_run += 1
             values = decoded(self.hypermodel.job, trial.hyperparameters.values)
             with tracking.child_run(self.parent_id, trial.trial_id, values) as run_id:
                 self.hypermodel.run_id = run_id
@@ -280,7 +282,8 @@ def _search(job, base, name, role, parent_id) -> SearchResult | None:
     with tracking.ended(parent_id):
         tuner.search(verbose=0)
         result = summarise(tuner, job, base)
-        log_result(tuner, job, base, parent_id, result)
+        if tuner.trials_run or not tracking.has_metric(parent_id, f"best_{job.objective.metric}"):
+            log_result(tuner, job, base, parent_id, result)
     return SearchResult(parent_id, result["values"], result["score"], result["trials"])
 
 

@@ -20,9 +20,10 @@ import keras_tuner as kt
 
 from tfdl import store, tracking
 from tfdl.callbacks.stack import build_callbacks
-from tfdl.compile import prepare
+from tfdl.compile import resolve
 from tfdl.config import TuningConfig, apply_overrides, validate
-from tfdl.data.pipeline import make_datasets
+from tfdl.data.pipeline import make_datasets, probe_batch
+from tfdl.data.split import load_splits
 from tfdl.train import build
 
 TUNERS = {
@@ -101,35 +102,37 @@ class PipelineHyperModel(kt.HyperModel):
         self.run_id: str | None = None  # the trial's MLflow child run, set by the tuner
 
     def config(self, hp):
+        """The trial's resolved pipeline and its data (loaded once per data section)."""
         values = {path: declare(hp, path, p) for path, p in self.job.space.items()}
-        raw = apply_overrides(self.base, trial_overrides(values))
-        cfg = validate(raw)
+        cfg = validate(apply_overrides(self.base, trial_overrides(values)))
         key = json.dumps([cfg.data.model_dump(mode="json"), cfg.train.seed], sort_keys=True)
         if key not in self._data:
-            self._data[key] = prepare(cfg)[1]
+            self._data[key] = load_splits(cfg.data, cfg.train.seed)
         splits = self._data[key]
-        return prepare_known(cfg, splits), splits, values
+        return resolve(cfg, splits.spec), splits
 
     def build(self, hp):
         if self.job.mixed_precision:
             # Set here, per trial: Keras Tuner clears the session (and with it the global
             # dtype policy) before every build.
             keras.mixed_precision.set_global_policy("mixed_float16")
-        cfg, splits, _ = self.config(hp)
+        cfg, splits = self.config(hp)
         steps = math.ceil(len(splits.y_train) / cfg.train.batch_size)
         return build(cfg, splits.spec, steps)
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
-        cfg, splits, _ = self.config(hp)
+        cfg, splits = self.config(hp)
         t = cfg.train
         one_hot = t.loss == "categorical_crossentropy"
         train_ds, val_ds, _ = make_datasets(
             splits, batch_size=t.batch_size, seed=t.seed, one_hot=one_hot
         )
+        health = cfg.callbacks.gradient_health
         # A trial keeps no backup: an interrupted trial is run again from its start.
         own = build_callbacks(
             cfg.callbacks.model_copy(update={"backup": False}),
             log=tracking.epoch_logger(self.run_id),
+            probe=probe_batch(splits, health.batch_size, one_hot) if health else None,
         )
         return model.fit(
             train_ds,
@@ -140,13 +143,6 @@ class PipelineHyperModel(kt.HyperModel):
             verbose=0,
             shuffle=False,
         )
-
-
-def prepare_known(cfg, splits):
-    """Resolve a trial's config against data already loaded."""
-    from tfdl.compile import resolve
-
-    return resolve(cfg, splits.spec)
 
 
 def tracked(tuner_class):
@@ -315,7 +311,7 @@ def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dic
     best_raw = apply_overrides(base, trial_overrides(result["values"]))
     pipeline = validate(best_raw).to_dict()
     pipeline["description"] = f"Best of search {tuner.project_name}: {json.dumps(result['values'])}"
-    _, splits, _ = tuner.hypermodel.config(result["best_trial"].hyperparameters)
+    _, splits = tuner.hypermodel.config(result["best_trial"].hyperparameters)
     tracking.log_search(
         parent_id,
         table=table,

@@ -157,3 +157,16 @@ def test_schema_rejects_unknown_keys_everywhere():
     raw = {**TINY, "tracking": {"experiment": "x", "tag": {}}}
     with pytest.raises(ValidationError, match="tracking.tag"):
         PipelineConfig.model_validate(raw)
+
+
+def test_the_readme_examples_are_valid():
+    """The pipeline and the search shown in the README are ones tfdl accepts."""
+    import re
+
+    import yaml
+
+    from tfdl.config import TuningConfig, validate
+
+    pipeline, search = re.findall(r"```yaml\n(.*?)```", (PROJECT / "README.md").read_text(), re.S)
+    assert validate(yaml.safe_load(pipeline)).model.arch == "deep_mlp"
+    assert validate(yaml.safe_load(search), TuningConfig).space

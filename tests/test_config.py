@@ -7,7 +7,7 @@ from tfdl.cli import main
 from tfdl.config import PipelineConfig, apply_overrides, load_pipeline, parse_override
 from tfdl.errors import ConfigError
 
-from .conftest import TINY
+from .conftest import PROJECT, TINY
 
 
 def test_a_short_file_is_a_complete_pipeline(write_pipeline):

@@ -440,3 +440,16 @@ def test_csv_problems_are_one_line_config_errors(tmp_path, make, field, words):
     assert line.startswith(f"error: {field}: ") and "\n" not in line
     for word in words:
         assert word in line
+
+
+@pytest.mark.parametrize("how", ["standard", "minmax"])
+def test_the_logged_normaliser_scales_new_inputs_like_the_training_data(how):
+    """What `tfdl predict` applies to raw inputs equals the scaling of the splits."""
+    from tfdl.data.split import apply_normaliser
+
+    splits = load_splits(config(source="digits", as_images=True, normalize=how), 0)
+    raw = load_splits(config(source="digits", as_images=True, normalize="none"), 0)
+    np.testing.assert_allclose(
+        apply_normaliser(raw.x_test, splits.normaliser), splits.x_test, atol=1e-5
+    )
+    assert apply_normaliser(raw.x_test, None).dtype == np.float32

@@ -60,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list architectures, datasets and pipelines")
 
+    e = sub.add_parser("evaluate", help="metrics of a logged model on a split of its data")
+    e.add_argument("--run-id", required=True)
+    e.add_argument("--split", choices=("train", "val", "test"), default="test")
+
+    d = sub.add_parser("predict", help="predictions of a logged model for new inputs")
+    d.add_argument("--run-id", required=True)
+    d.add_argument("--input", required=True, help="a .csv (numeric columns) or .npy file")
+    d.add_argument("--output", help="a CSV file to write (default: standard output)")
+
     g = sub.add_parser("generate", help="text from a logged language or seq2seq model")
     g.add_argument("--run-id", required=True, help="the MLflow run that trained the model")
     g.add_argument("--prompt", default="", help="text to start from (seq2seq: the input)")
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             "tune": _tune,
             "list": _list,
             "generate": _generate,
+            "evaluate": _evaluate,
+            "predict": _predict,
             "ui": _ui,
         }
         return commands[args.command](args)
@@ -207,13 +218,52 @@ def _lr_find(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from tfdl.compile import prepare
+    from tfdl.tracking import find_run, resolved_config
+
+    run = find_run(args.run_id)
+    cfg, splits = prepare(resolved_config(run))  # the run's data, split as it was
+    _import_tensorflow_quietly()
+    from tfdl.inference import evaluate
+    from tfdl.tracking import load_model
+
+    metrics = evaluate(load_model(run), cfg, splits, args.split)
+    for name, value in metrics.items():
+        print(f"{args.split}_{name}\t{value:.6g}")
+    return 0
+
+
+def _predict(args) -> int:
+    from tfdl.data.spec import DataSpec
+    from tfdl.inference import predictions_frame, read_inputs
+    from tfdl.tracking import find_run, load_spec
+
+    run = find_run(args.run_id)
+    spec_dict, normaliser = load_spec(run)
+    spec = DataSpec.from_dict(spec_dict)
+    x = read_inputs(args.input, spec)  # a wrong file is reported before TensorFlow loads
+    _import_tensorflow_quietly()
+    from tfdl.data.split import apply_normaliser
+    from tfdl.tracking import load_model
+
+    model = load_model(run)
+    frame = predictions_frame(model.predict(apply_normaliser(x, normaliser), verbose=0), spec)
+    if args.output:
+        frame.to_csv(args.output, index=False)
+        print(f"wrote {len(frame)} predictions to {args.output}")
+    else:
+        print(frame.to_csv(index=False), end="")
+    return 0
+
+
 def _generate(args) -> int:
     if args.length <= 0:
         raise ConfigError("--length", f"{args.length} is out of range", "> 0")
     if not args.temperature > 0:
         raise ConfigError("--temperature", f"{args.temperature} is out of range", "> 0")
     from tfdl.models.schema import ARCHITECTURES
-    from tfdl.tracking import find_run, load_logged_model
+    from tfdl.tracking import find_run, load_model, load_spec
 
     run = find_run(args.run_id)  # a wrong id is reported before TensorFlow loads
     arch = run.data.params.get("model.arch")
@@ -225,7 +275,8 @@ def _generate(args) -> int:
     from tfdl.data.spec import DataSpec
     from tfdl.models import get_hook
 
-    spec, model = load_logged_model(run)
+    spec, _ = load_spec(run)
+    model = load_model(run)
     generator = get_hook(arch, "generator")
     text = generator(
         model,

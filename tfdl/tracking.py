@@ -87,6 +87,7 @@ def start_run(
     run_name: str | None,
     experiment: str,
     resume_id: str | None = None,
+    normaliser: dict | None = None,
 ):
     """An MLflow run around one training; ends FINISHED, KILLED (Ctrl-C/SIGTERM) or FAILED.
 
@@ -105,6 +106,8 @@ def start_run(
         mlflow.log_params(flatten(cfg))
         mlflow.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
         mlflow.log_dict(spec.to_dict(), "data_spec.json")
+        if normaliser is not None:
+            mlflow.log_dict(normaliser, "normaliser.json")
     try:
         yield run
     except KeyboardInterrupt:
@@ -127,7 +130,6 @@ def logged_epochs(run_id: str) -> int:
 
 def resumable(run_id: str):
     """(resolved config, run) of an interrupted run; ConfigError if it cannot resume."""
-    from tfdl.config import validate
 
     run = find_run(run_id, field="--resume")
     if run.info.status == "FINISHED":
@@ -136,8 +138,15 @@ def resumable(run_id: str):
             f"run {run_id} already FINISHED",
             "a run that was interrupted (KILLED, or RUNNING after kill -9)",
         )
+    return resolved_config(run), run
+
+
+def resolved_config(run):
+    """The validated pipeline a run logged when it started (its config.yaml)."""
+    from tfdl.config import validate
+
     config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))
-    return validate(config), run
+    return validate(config)
 
 
 def history_frame(run_id: str, keys):
@@ -248,20 +257,35 @@ def find_run(run_id: str, field: str = "--run-id"):
         ) from None
 
 
-def load_logged_model(run):
-    """(data spec dict, Keras model) logged by a run; ConfigError if it has none."""
+def load_spec(run) -> tuple[dict, dict | None]:
+    """(data spec, normaliser or None) a run logged; ConfigError if it logged none."""
     from mlflow.exceptions import MlflowException
 
     try:
         spec = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/data_spec.json")
-        model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+    except (MlflowException, OSError):
+        raise ConfigError(
+            "--run-id", f"run {run.info.run_id} logged no data_spec.json", "a run of tfdl train"
+        ) from None
+    try:
+        normaliser = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/normaliser.json")
+    except (MlflowException, OSError):
+        normaliser = None  # trained without normalisation
+    return spec, normaliser
+
+
+def load_model(run):
+    """The Keras model a run logged; ConfigError if it has none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
     except (MlflowException, OSError):
         raise ConfigError(
             "--run-id",
-            f"run {run.info.run_id} has no logged model and data_spec.json",
+            f"run {run.info.run_id} has no logged model",
             "a FINISHED run trained with tracking.log_model: true",
         ) from None
-    return spec, model
 
 
 # ----------------------------------------------------------------------------- searches
@@ -368,3 +392,66 @@ def log_search(
                 signature=infer_signature(sample, model.predict(sample, verbose=0)),
                 pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
             )
+
+
+# ----------------------------------------------------------------------------- comparing
+
+
+def _store_exists() -> bool:
+    db = sqlite_path(tracking_uri())
+    return db is None or db.exists()  # asking about runs must not create a store
+
+
+def runs_frame(experiments: list[str] | None = None, filter_string: str | None = None):
+    """The runs of `experiments` (all when None) matching `filter_string`, as MLflow's
+    pandas frame: run_id, experiment_id, status, start_time, end_time, `params.*`,
+    `metrics.*` (last values), `tags.*`; plus `experiment` (the experiment's name).
+
+    ConfigError for an unknown experiment name or a filter MLflow cannot parse.
+    """
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    if not _store_exists():
+        raise ConfigError(
+            "--experiment", f"no runs yet: the store {uri} does not exist", "train a pipeline first"
+        )
+    mlflow.set_tracking_uri(uri)
+    names = {e.name: e.experiment_id for e in MlflowClient(uri).search_experiments()}
+    wanted = list(names) if not experiments else list(dict.fromkeys(experiments))
+    for name in wanted:
+        if name not in names:
+            raise ConfigError(
+                "--experiment", f"no experiment {name!r}", ", ".join(sorted(names)) or "none yet"
+            )
+    try:
+        frame = mlflow.search_runs(
+            experiment_ids=[names[n] for n in wanted],
+            filter_string=filter_string or "",
+            output_format="pandas",
+        )
+    except MlflowException as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            "--filter", message, "MLflow search syntax, e.g. params.model.arch = 'cnn2d'"
+        ) from None
+    if not isinstance(frame, pd.DataFrame):  # defensive: search_runs returns a list otherwise
+        frame = pd.DataFrame(frame)
+    by_id = {v: k for k, v in names.items()}
+    ids = frame["experiment_id"] if "experiment_id" in frame else pd.Series(dtype=object)
+    frame["experiment"] = ids.map(by_id)
+    return frame
+
+
+def metric_histories(run_ids, key: str) -> dict[str, list[tuple[int, float]]]:
+    """Each run's history of metric `key` as (step, value) pairs sorted by step; a run
+    that never logged it maps to []. A step logged twice (a resume) keeps its last value."""
+    client = MlflowClient(tracking_uri())
+    out = {}
+    for run_id in run_ids:
+        points = {}
+        for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+            points[m.step] = m.value
+        out[run_id] = sorted(points.items())
+    return out

@@ -78,6 +78,7 @@ def train(
         run_name=cfg.tracking.run_name,
         experiment=cfg.tracking.experiment,
         resume_id=resume_id,
+        normaliser=splits.normaliser,
     ) as run:
         run_id = run.info.run_id
         stack = build_callbacks(

@@ -66,3 +66,4 @@ class Splits:
     y_test: np.ndarray
     spec: DataSpec
     info: dict = field(default_factory=dict)  # e.g. normaliser statistics, for logging
+    normaliser: dict | None = None  # x' = x * weight + bias, fitted on the training split

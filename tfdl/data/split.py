@@ -43,7 +43,7 @@ def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:
     train, val, test = _split_indices(arrays.y, cfg, seed, stratified)
     # Token ids are names, not magnitudes: they are never scaled.
     how = cfg.normalize if arrays.spec.input_dtype == "float32" else "none"
-    x_train, x_val, x_test, stats = _normalise(
+    x_train, x_val, x_test, stats, normaliser = _normalise(
         take(arrays.x, train), take(arrays.x, val), take(arrays.x, test), how
     )
     info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
@@ -57,6 +57,7 @@ def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:
         y_test=arrays.y[test],
         spec=arrays.spec,
         info=info,
+        normaliser=normaliser,
     )
 
 
@@ -102,14 +103,32 @@ def _split_error(y: np.ndarray, cfg: SourceConfig, stratified: bool, err: ValueE
 
 def _normalise(x_train: np.ndarray, x_val: np.ndarray, x_test: np.ndarray, how: str):
     if how == "none":
-        return x_train, x_val, x_test, {}
+        return x_train, x_val, x_test, {}, None
     # Scalers work on a table: images and sequences are flattened to one column per value.
     scaler = SCALERS[how]().fit(_flat(x_train))
     scaled = [
         scaler.transform(_flat(x)).reshape(x.shape).astype(np.float32)
         for x in (x_train, x_val, x_test)
     ]
-    return *scaled, _summary(scaler)
+    return *scaled, _summary(scaler), _affine(scaler)
+
+
+def _affine(scaler) -> dict:
+    """The fitted scaler as x' = x * weight + bias per flattened feature: what a run logs so
+    that new inputs can be scaled like its training data (`tfdl predict`)."""
+    if isinstance(scaler, StandardScaler):
+        weight, bias = 1.0 / scaler.scale_, -scaler.mean_ / scaler.scale_
+    else:
+        weight, bias = scaler.scale_, scaler.min_
+    return {"weight": weight.tolist(), "bias": bias.tolist()}
+
+
+def apply_normaliser(x: np.ndarray, normaliser: dict | None) -> np.ndarray:
+    """Scale inputs with a logged normaliser (see _affine); None leaves them as they are."""
+    if normaliser is None:
+        return x.astype(np.float32)
+    flat = _flat(x) * np.asarray(normaliser["weight"]) + np.asarray(normaliser["bias"])
+    return flat.reshape(x.shape).astype(np.float32)
 
 
 def _flat(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,82 @@
+"""Models back from runs: tfdl evaluate and tfdl predict, and their one-line errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tfdl.cli import main
+from tfdl.config import validate
+from tfdl.data.split import load_splits
+from tfdl.train import train
+
+from .conftest import TINY
+
+
+@pytest.fixture
+def trained(store):
+    return train(validate(TINY))
+
+
+def test_evaluate_reproduces_the_run_s_own_test_metrics(trained, capsys):
+    assert main(["evaluate", "--run-id", trained.run_id]) == 0
+    printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    logged = MlflowClient().get_run(trained.run_id).data.metrics
+    assert float(printed["test_accuracy"]) == pytest.approx(logged["test_accuracy"], abs=1e-5)
+    assert main(["evaluate", "--run-id", trained.run_id, "--split", "val"]) == 0
+    printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert float(printed["val_loss"]) == pytest.approx(trained.history["val_loss"][-1], rel=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_predict_scales_raw_inputs_like_training_and_names_the_classes(
+    trained, suffix, tmp_path, capsys
+):
+    cfg = validate(TINY)
+    raw = load_splits(cfg.data.model_copy(update={"normalize": "none"}), cfg.train.seed)
+    scaled = load_splits(cfg.data, cfg.train.seed)
+    path = tmp_path / f"rows{suffix}"
+    if suffix == ".npy":
+        np.save(path, raw.x_test[:6])
+    else:  # columns in another order: matched to the training features by name
+        frame = pd.DataFrame(raw.x_test[:6], columns=raw.spec.feature_names)
+        frame[frame.columns[::-1]].to_csv(path, index=False)
+    out = tmp_path / "predictions.csv"
+    assert (
+        main(["predict", "--run-id", trained.run_id, "--input", str(path), "--output", str(out)])
+        == 0
+    )
+    got = pd.read_csv(out)
+    expected = trained.model.predict(scaled.x_test[:6], verbose=0)
+    np.testing.assert_allclose(got[[f"p_{c}" for c in range(10)]].to_numpy(), expected, atol=1e-5)
+    assert list(got["prediction"]) == [int(i) for i in expected.argmax(axis=1)]
+
+
+def test_bad_runs_and_inputs_are_one_line_errors(store, tmp_path, capsys):
+    no_model = train(validate({**TINY, "tracking": {"experiment": "test", "log_model": False}}))
+    np.save(tmp_path / "narrow.npy", np.zeros((2, 10)))
+    (tmp_path / "rows.txt").write_text("1,2\n")
+    cases = [
+        (["evaluate", "--run-id", "nope"], "error: --run-id: no run 'nope'"),
+        (["predict", "--run-id", "nope", "--input", "x.npy"], "error: --run-id: no run 'nope'"),
+        (["evaluate", "--run-id", no_model.run_id], "error: --run-id: run"),
+        (
+            ["predict", "--run-id", no_model.run_id, "--input", str(tmp_path / "narrow.npy")],
+            "error: --input:",
+        ),
+        (
+            ["predict", "--run-id", no_model.run_id, "--input", str(tmp_path / "missing.npy")],
+            "error: --input:",
+        ),
+        (
+            ["predict", "--run-id", no_model.run_id, "--input", str(tmp_path / "rows.txt")],
+            "error: --input:",
+        ),
+    ]
+    for args, prefix in cases:
+        assert main(args) == 2, args
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(prefix), line
+    narrow = ["predict", "--run-id", no_model.run_id, "--input", str(tmp_path / "narrow.npy")]
+    main(narrow)
+    assert "rows of shape (10,), the model takes (64,)" in capsys.readouterr().err

@@ -9,7 +9,7 @@ ORACLE_PORT ?= 8000
 PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install train gradients tune tune-distributed test test-fast lint ui clean
+.PHONY: help install train gradients tune tune-distributed compare test test-fast lint ui clean e2e
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,9 +46,16 @@ test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included)
 test-fast: $(BIN)/tfdl ## Run the tests not marked slow
 	$(BIN)/pytest -q -m "not slow"
 
+e2e: $(BIN)/tfdl ## A real mlflow server and headless Chromium over its UI (installs chromium via apt)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
+	$(BIN)/pytest -q tests/test_browser.py tests/test_server.py
+
 lint: $(BIN)/tfdl ## Check style with ruff
 	$(BIN)/ruff check tfdl tests
 	$(BIN)/ruff format --check tfdl tests
+
+compare: $(BIN)/tfdl ## Compare runs at the terminal: make compare [ARGS="--experiment digits-mlp --metric val_accuracy"]
+	$(BIN)/tfdl compare $(ARGS)
 
 ui: $(BIN)/tfdl ## Open the MLflow UI over the project store on 127.0.0.1 [PORT=5000]
 	$(BIN)/tfdl ui --port $(PORT)

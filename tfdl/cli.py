@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list architectures, datasets and pipelines")
 
+    c = sub.add_parser("compare", help="a table of runs and their learning curves")
+    c.add_argument("--experiment", action="append", help="an experiment name (repeatable)")
+    c.add_argument("--metric", help="default: val_loss, or loss")
+    c.add_argument("--filter", help="MLflow search syntax, e.g. \"params.model.arch = 'cnn2d'\"")
+    c.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    c.add_argument("--plot", help="where to save the learning-curve overlay PNG")
+
     e = sub.add_parser("evaluate", help="metrics of a logged model on a split of its data")
     e.add_argument("--run-id", required=True)
     e.add_argument("--split", choices=("train", "val", "test"), default="test")
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             "list": _list,
             "generate": _generate,
             "evaluate": _evaluate,
+            "compare": _compare,
             "predict": _predict,
             "ui": _ui,
         }
@@ -215,6 +223,20 @@ def _lr_find(args) -> int:
     print(f"run {sweep.run_id}: swept {len(sweep.lrs)} rates from {lo:.2g} to {hi:.2g}")
     print(f"suggested learning rate: {sweep.suggestion:.3g}")
     print(f"set it with train.optimizer.learning_rate={sweep.suggestion:.3g}")
+    return 0
+
+
+def _compare(args) -> int:
+    from tfdl.compare import compare, curves_plot, render
+    from tfdl.store import STORE, artifact_root, tracking_uri
+
+    table, curves = compare(args.experiment, args.metric, args.filter)
+    metric = next(c for c in table if c.startswith("final_")).removeprefix("final_")
+    print(render(table, args.format))
+    root = artifact_root(tracking_uri())
+    default = (root.parent if root else STORE) / "compare" / f"{metric}.png"
+    path = curves_plot(curves, metric, Path(args.plot or default))
+    print(f"learning curves ({metric}): {path}", file=sys.stderr)
     return 0
 
 

@@ -64,7 +64,9 @@ def decoded(job: TuningConfig, values: dict) -> dict:
         if path in values:
             value = values[path]
             carried = param.type == "choice" and value not in param.values
-            out[path] = json.loads(value) if carried and isinstance(value, str) else value
+            value = json.loads(value) if carried and isinstance(value, str) else value
+            # min + k * step in binary floats: 0.30000000000000004 is meant as 0.3
+            out[path] = float(f"{value:.12g}") if isinstance(value, float) else value
     return out
 
 

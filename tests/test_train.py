@@ -74,6 +74,16 @@ def test_a_run_records_config_metrics_artifacts_and_model(store):
     summary = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/model_summary.txt")
     assert "dense_0" in summary
 
+    pictures = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "pictures")}
+    assert {"pictures/learning_curves.png", "pictures/confusion_matrix.png"} <= pictures
+    counts = pd.read_csv(
+        io.StringIO(
+            mlflow.artifacts.load_text(f"{run.info.artifact_uri}/pictures/confusion_matrix.csv")
+        ),
+        index_col=0,
+    )
+    assert counts.to_numpy().sum() == int(p["data_info.n_test"])
+
     model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
     x = np.random.default_rng(0).normal(size=(7, 64)).astype("float32")
     np.testing.assert_allclose(

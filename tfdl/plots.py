@@ -75,6 +75,7 @@ def learning_curves_plot(epochs, curves: dict, path: Path) -> Path:
         if val is not None:
             ax.plot(epochs, val, marker=".", label="validation")
         ax.set(title=name, xlabel="epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # no epoch 1.5
         ax.legend(fontsize="small")
     fig.tight_layout()
     return _save(fig, path)
@@ -164,8 +165,7 @@ def attention_plot(scores, title: str, path: Path, rows=None) -> Path:
             ax.tick_params(labelsize=5)
         if rows is not None:  # one text per row: per-token tick labels cost seconds to draw
             axes[e, 0].set_ylabel(rows[e][:40], fontsize=6)
-    fig.suptitle(title, fontsize=9)
-    fig.supxlabel("key position", fontsize=8)
+    fig.suptitle(f"{title}\nrow = query position, column = key position", fontsize=9)
     # A fixed layout: tight_layout would draw the figure twice.
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.88, wspace=0.3, hspace=0.35)
     return _save(fig, path)

@@ -185,7 +185,8 @@ def log_results(
     *,
     run_id: str,
     model,
-    history_keys,
+    history,
+    pictures: Path | None = None,
     test_metrics: dict,
     summary,
     info: dict,
@@ -193,7 +194,7 @@ def log_results(
     best_model,
     log_model: bool = True,
 ) -> None:
-    """The end of a run: test metrics, training summary, history, and the model(s)."""
+    """The end of a run: test metrics, training summary, history, pictures, the model(s)."""
     import keras
     import tensorflow as tf
     from mlflow.models import infer_signature
@@ -207,8 +208,10 @@ def log_results(
     mlflow.log_text(summary_text.getvalue(), "model_summary.txt")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.csv"
-        history_frame(run_id, history_keys).to_csv(path, index=False)
+        history.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
+    if pictures is not None:
+        mlflow.log_artifacts(str(pictures), "pictures")
     if best_model is not None:
         mlflow.log_artifact(str(best_model), "best_model")
     if not log_model:

@@ -21,6 +21,7 @@ from tfdl.data.pipeline import make_datasets, probe_batch
 from tfdl.data.spec import take
 from tfdl.errors import ConfigError
 from tfdl.models import build_model, get_hook
+from tfdl.pictures import run_pictures
 
 
 @dataclass
@@ -100,10 +101,14 @@ def train(
         evaluator = get_hook(cfg.model.arch, "evaluator")
         if evaluator is not None:  # e.g. exact-match accuracy of greedy decoding
             test_metrics |= evaluator(model, splits)
+        frame = tracking.history_frame(run_id, list(history.history))  # all epochs, resumed too
+        pictures = store.run_dir(run_id) / "pictures"
+        run_pictures(model, cfg, splits, frame, pictures, seed=t.seed)
         tracking.log_results(
             run_id=run_id,
             model=model,
-            history_keys=list(history.history),
+            history=frame,
+            pictures=pictures,
             test_metrics=test_metrics,
             summary=stack.summary(),
             info=splits.info,

@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,25 @@ def write_pipeline(tmp_path):
         return path
 
     return write
+
+
+def start_tfdl(*args, uri: str):
+    """The real `tfdl` command as a background process against the store `uri`."""
+    return subprocess.Popen(
+        [*TFDL, *map(str, args)],
+        cwd=PROJECT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    )
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def run_tfdl(*args, env=None, timeout=300):

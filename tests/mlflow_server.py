@@ -4,7 +4,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .conftest import free_port
+
 MLFLOW = Path(sys.executable).with_name("mlflow")  # the venv's executable, not one on PATH
 HOST = "127.0.0.1"
 START_TIMEOUT = 180  # MLflow 3's server takes ~20-30 s to start on 2 busy cores
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str, timeout: float = 10):

@@ -1,6 +1,5 @@
 """The real `tfdl` command: listing, errors without TensorFlow, a full training run."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from tfdl import store as store_module
 
-from .conftest import DIVERGING, PROJECT, TFDL, TINY, run_tfdl
+from .conftest import DIVERGING, PROJECT, TINY, run_tfdl, start_tfdl
 
 
 def test_list_names_every_architecture_dataset_pipeline_and_search():
@@ -104,17 +103,6 @@ def test_train_end_to_end(tmp_path, write_pipeline):
     assert loaded.stdout.strip().splitlines()[-1] == "(3, 10)", loaded.stderr
 
 
-def start_training(path, uri, *extra):
-    return subprocess.Popen(
-        [*TFDL, "train", str(path), *extra],
-        cwd=PROJECT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-    )
-
-
 def wait_for_epochs(client, folder, n, timeout=180):
     """The run once it has logged `n` epochs."""
     deadline = time.time() + timeout
@@ -136,7 +124,7 @@ def slow_pipeline(write_pipeline, epochs):
 def test_sigterm_marks_the_run_killed_and_keeps_its_backup(tmp_path, write_pipeline):
     folder = tmp_path / "store"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    proc = start_training(slow_pipeline(write_pipeline, 500), uri)
+    proc = start_tfdl("train", slow_pipeline(write_pipeline, 500), uri=uri)
     client = MlflowClient(uri)
     run = wait_for_epochs(client, folder, 1)
     proc.send_signal(signal.SIGTERM)
@@ -154,7 +142,7 @@ def test_sigterm_marks_the_run_killed_and_keeps_its_backup(tmp_path, write_pipel
 def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pipeline):
     folder = tmp_path / "store"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    proc = start_training(slow_pipeline(write_pipeline, 6), uri)
+    proc = start_tfdl("train", slow_pipeline(write_pipeline, 6), uri=uri)
     client = MlflowClient(uri)
     run = wait_for_epochs(client, folder, 2)
     proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING

@@ -1,10 +1,7 @@
 """Keras Tuner searches: every trial a child run, the grid complete, resume, chief/workers."""
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import time
 
 import mlflow
@@ -16,7 +13,7 @@ from tfdl.cli import main
 from tfdl.config import load_tuning, validate
 from tfdl.tune import planned
 
-from .conftest import PROJECT, TFDL, TINY
+from .conftest import TINY, free_port, start_tfdl
 
 SPACE = {
     "model.units": {"type": "choice", "values": [[8], [16]]},
@@ -202,29 +199,12 @@ def test_bad_searches_are_one_line_errors_before_anything_runs(
     assert list(folder.iterdir()) == []  # no store, no run
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tune_process(path, uri, *extra):
-    return subprocess.Popen(
-        [*TFDL, "tune", str(path), *extra],
-        cwd=PROJECT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-    )
-
-
 @pytest.mark.slow
 def test_an_interrupted_search_finishes_the_rest_without_duplicates(tmp_path, job):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = job(max_trials=4, epochs=3)
     client = MlflowClient(uri)
-    proc = tune_process(path, uri)
+    proc = start_tfdl("tune", path, uri=uri)
     deadline = time.time() + 240
     while time.time() < deadline:
         time.sleep(0.5)
@@ -236,7 +216,7 @@ def test_an_interrupted_search_finishes_the_rest_without_duplicates(tmp_path, jo
     proc.communicate(timeout=60)
     assert 2 <= len([c for c in runs(client)[1] if c.info.status == "FINISHED"]) < 4
 
-    again = tune_process(path, uri)
+    again = start_tfdl("tune", path, uri=uri)
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
     parents, children = runs(client)
@@ -253,9 +233,11 @@ def test_an_interrupted_search_finishes_the_rest_without_duplicates(tmp_path, jo
 def test_a_chief_and_two_workers_run_each_trial_once(tmp_path, job):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path, port = job(tuner="grid", max_trials=4, epochs=1), str(free_port())
-    chief = tune_process(path, uri, "--chief", "--oracle-port", port)
+    chief = start_tfdl("tune", path, "--chief", "--oracle-port", port, uri=uri)
     time.sleep(2)
-    workers = [tune_process(path, uri, "--worker", str(i), "--oracle-port", port) for i in (0, 1)]
+    workers = [
+        start_tfdl("tune", path, "--worker", i, "--oracle-port", port, uri=uri) for i in (0, 1)
+    ]
     try:
         outputs = [w.communicate(timeout=600) for w in workers]
         out, err = chief.communicate(timeout=120)

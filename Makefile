@@ -12,7 +12,7 @@ PORT ?= 5000
 .PHONY: help install train gradients tune tune-distributed compare test test-fast lint ui clean e2e
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/tfdl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

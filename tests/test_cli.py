@@ -176,3 +176,29 @@ def test_a_diverging_run_is_one_line_and_failed(tmp_path, write_pipeline):
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("nan").experiment_id])
     assert run.info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_deterministic_runs_are_bit_identical(tmp_path, write_pipeline):
+    """Two processes, same pipeline and seed: the same weights and metrics to the bit."""
+    import numpy as np
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = write_pipeline(
+        {
+            **TINY,
+            "model": {"arch": "deep_mlp", "units": [16], "dropout": 0.3},
+            "train": {**TINY["train"], "deterministic": True},
+        }
+    )
+    ids = []
+    for _ in range(2):
+        out = run_tfdl("train", path, env={"MLFLOW_TRACKING_URI": uri})
+        assert out.returncode == 0, out.stderr
+        ids.append(out.stdout.split()[1])
+    client = MlflowClient(uri)
+    losses = [[m.value for m in client.get_metric_history(i, "val_loss")] for i in ids]
+    assert losses[0] == losses[1]
+    mlflow.set_tracking_uri(uri)
+    a, b = (mlflow.tensorflow.load_model(f"runs:/{i}/model").get_weights() for i in ids)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

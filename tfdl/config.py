@@ -135,6 +135,8 @@ class TrainConfig(StrictModel):
     loss: Loss = "auto"  # auto: follows the task (and the output activation)
     metrics: list[Metric] | None = None  # None: accuracy for classifiers, mae for regression
     verbose: Literal[0, 1, 2] = 2  # Keras fit verbosity: 2 prints one line per epoch
+    # Bit-identical reruns on CPU: TensorFlow's deterministic kernels (slower) and the seed.
+    deterministic: bool = False
 
 
 class TrackingConfig(StrictModel):

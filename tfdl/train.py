@@ -34,6 +34,11 @@ class RunResult:
 
 def build(cfg: PipelineConfig, spec, steps_per_epoch: int = 1):
     """The compiled model of a resolved pipeline."""
+    if cfg.train.deterministic:
+        import tensorflow as tf
+
+        # Process-wide and one-way: every op from here on picks a deterministic kernel.
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.train.seed)  # same seed, same initial weights
     try:
         model = build_model(cfg.model, spec)

@@ -11,15 +11,25 @@ DEFERRED = {signal.SIGINT, signal.SIGTERM}
 
 @contextlib.contextmanager
 def signals_deferred():
-    """Hold SIGINT/SIGTERM until the block ends; they are delivered then, not lost."""
+    """Hold SIGINT/SIGTERM until the block ends, then raise KeyboardInterrupt.
+
+    Python-level handlers only record the signal meanwhile; masking at the OS level
+    instead would tangle with TensorFlow's threads, which inherit or bypass the mask.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED)
+    received = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in DEFERRED
+    }
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 class Backup(keras.callbacks.BackupAndRestore):

@@ -7,9 +7,11 @@ TUNING ?= tuning/mlp_random.yaml
 WORKERS ?= 2
 ORACLE_PORT ?= 8000
 PORT ?= 5000
+# Test processes: many tests wait on subprocesses and servers, so one more than 2 cores pays.
+JOBS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install train gradients tune tune-distributed compare test test-fast lint ui clean e2e
+.PHONY: help install train gradients tune tune-distributed compare test test-fast lint ui clean e2e bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,19 +42,22 @@ tune-distributed: $(BIN)/tfdl ## A chief and WORKERS workers on 127.0.0.1 (one G
 	done; \
 	wait $$chief; status=$$?; wait; exit $$status
 
-test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included)
-	$(BIN)/pytest -q
+test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included) in JOBS processes
+	$(BIN)/pytest -q -n $(JOBS)
 
 test-fast: $(BIN)/tfdl ## Run the tests not marked slow
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n $(JOBS) -m "not slow"
 
 e2e: $(BIN)/tfdl ## A real mlflow server and headless Chromium over its UI (installs chromium via apt)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
 	$(BIN)/pytest -q tests/test_browser.py tests/test_server.py
 
+bench: $(BIN)/tfdl ## Speed, overhead and memory benchmarks; writes benchmarks/results/speed.{md,json}
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
 lint: $(BIN)/tfdl ## Check style with ruff
-	$(BIN)/ruff check tfdl tests
-	$(BIN)/ruff format --check tfdl tests
+	$(BIN)/ruff check tfdl tests benchmarks
+	$(BIN)/ruff format --check tfdl tests benchmarks
 
 compare: $(BIN)/tfdl ## Compare runs at the terminal: make compare [ARGS="--experiment digits-mlp --metric val_accuracy"]
 	$(BIN)/tfdl compare $(ARGS)

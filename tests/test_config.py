@@ -67,6 +67,15 @@ def test_optimizer_defaults_follow_its_name(write_pipeline):
         assert opt.learning_rate == lr and all(getattr(opt, k) == v for k, v in extra.items())
 
 
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_infinite_and_nan_numbers_are_rejected(write_pipeline, value):
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(write_pipeline(TINY), [f"train.optimizer.learning_rate={value}"])
+    assert (
+        err.value.line() == "error: train.optimizer.learning_rate: input should be a finite number"
+    )
+
+
 # Every kind of bad input, through the real entry point: one line, the field, what is allowed.
 BAD = [
     # (pipeline content or None for a missing file, overrides, expected line prefix, in 'allowed')
@@ -128,6 +137,18 @@ BAD = [
     (TINY, ["train.epochs.x=1"], "error: train.epochs: is a value", "a mapping"),
     (TINY, ["model=3"], "error: model: 3 is not a mapping", "a mapping"),
     (TINY, ["tracking.experiment="], "error: tracking.experiment: None is not a string", None),
+    (
+        TINY,
+        ['tracking.experiment=""'],
+        "error: tracking.experiment: '' is too short",
+        "at least 1 character",
+    ),
+    (TINY, [""], "error: '': bad override syntax", "dotted.path=value"),
+    # A section chosen by its name is still a section: not "name: missing".
+    (TINY, ["train.optimizer=[adam]"], "error: train.optimizer: ['adam'] is not a mapping", None),
+    # scikit-learn takes no seed beyond 32 bits; it used to be blamed on data.val_fraction.
+    (TINY, ["train.seed=4294967296"], "error: train.seed: 4294967296 is out of range", "< 42949"),
+    (TINY, ["data.seed=4294967296"], "error: data.seed: 4294967296 is out of range", "< 42949"),
 ]
 
 
@@ -144,6 +165,17 @@ def test_bad_input_is_one_line_with_exit_2(
     assert lines[0].startswith(prefix.format(missing=path, path=path)), lines[0]
     if allowed:
         assert "; allowed: " in lines[0] and allowed in lines[0].split("; allowed: ")[1], lines[0]
+
+
+def test_a_config_that_is_no_mapping_is_named_as_a_whole():
+    from tfdl.config import TuningConfig, validate
+
+    with pytest.raises(ConfigError) as err:
+        validate(None)
+    assert err.value.line() == "error: pipeline: None is not a mapping; allowed: a mapping"
+    with pytest.raises(ConfigError) as err:
+        validate([], TuningConfig)
+    assert err.value.line() == "error: search: [] is not a mapping; allowed: a mapping"
 
 
 def test_usage_errors_are_one_line(capsys):

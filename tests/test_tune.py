@@ -3,6 +3,7 @@
 import json
 import signal
 import time
+from datetime import date
 
 import mlflow
 import pytest
@@ -183,6 +184,11 @@ def test_hyperband_and_bayesian_searches_record_each_trial(tuner, store, job):
             "val_accuracy",
         ),
         ({"pipeline": "nowhere.yaml"}, "pipeline", None),
+        (  # YAML reads an unquoted date as a date, which no override or JSON can carry
+            {"space": {"tracking.run_name": {"type": "choice", "values": [date(2021, 1, 1)]}}},
+            "space.tracking.run_name",
+            None,
+        ),
     ],
 )
 def test_bad_searches_are_one_line_errors_before_anything_runs(

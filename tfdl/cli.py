@@ -130,6 +130,40 @@ def _import_tensorflow_quietly():
         os.close(saved)
 
 
+def _check_store() -> None:
+    """Refuse a store that cannot take a run before TensorFlow loads, not after training.
+
+    Nothing is created here: a store that does not exist yet is only checked to be creatable.
+    """
+    from urllib.parse import urlparse
+
+    from tfdl.store import sqlite_path, tracking_uri
+
+    uri, field = tracking_uri(), "MLFLOW_TRACKING_URI"
+    allowed = "sqlite:///path/to/mlflow.db in a writable folder, or a tracking server's URL"
+    db = sqlite_path(uri)
+    if db is None:
+        opted_in = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1")
+        if urlparse(uri).scheme in ("", "file") and not opted_in:
+            raise ConfigError(field, f"{uri} is a plain folder, which MLflow refuses", allowed)
+        return  # a server answers for itself
+    if db.exists():
+        if not db.is_file():
+            raise ConfigError(field, f"{db} is not a file", allowed)
+        if not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK)):
+            raise ConfigError(field, f"{db} is not writable", allowed)
+        with open(db, "rb") as file:
+            header = file.read(16)
+        if header and header != b"SQLite format 3\x00":  # an empty file is a new database
+            raise ConfigError(field, f"{db} is not an SQLite database", allowed)
+        return
+    folder = next(p for p in db.parents if p.exists())  # what MLflow would create it in
+    if not folder.is_dir():
+        raise ConfigError(field, f"cannot create {db}: {folder} is not a folder", allowed)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(field, f"cannot create {db}: {folder} is not writable", allowed)
+
+
 def _train(args) -> int:
     from tfdl.compile import prepare
     from tfdl.config import load_pipeline
@@ -150,26 +184,55 @@ def _train(args) -> int:
             "tfdl train", "needs a pipeline file or --resume RUN_ID", "tfdl train PIPELINE.yaml"
         )
     prepared = prepare(cfg)
+    _check_store()
     # SIGTERM ends the run like Ctrl-C: marked KILLED in MLflow, never left RUNNING.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    _import_tensorflow_quietly()
-    from tfdl.train import train
-
     try:
+        _import_tensorflow_quietly()
+        from tfdl.train import train
+
         result = train(cfg, pipeline_path=args.pipeline, prepared=prepared, resume_id=args.resume)
+    except ConfigError:
+        raise
     except KeyboardInterrupt:
-        print(
-            "interrupted: the run is marked KILLED; continue it with tfdl train --resume RUN_ID",
-            file=sys.stderr,
-        )
+        run = _last_run()
+        if run is None:
+            print("interrupted before a run started: nothing was recorded", file=sys.stderr)
+        else:
+            resume = f"continue it with tfdl train --resume {run}"
+            print(f"interrupted: run {run} is marked KILLED; {resume}", file=sys.stderr)
         return 130
     except FloatingPointError as err:  # the loss diverged: a result, not a bug
         print(f"error: training diverged: {err}; the run is marked FAILED", file=sys.stderr)
+        return 1
+    except Exception as err:  # one line here; the run keeps the traceback
+        run = _last_run()
+        where = f"; run {run} is marked FAILED, its error.txt has the traceback" if run else ""
+        print(f"error: training failed: {_one_line(err)}{where}", file=sys.stderr)
         return 1
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")
     print("compare runs with `make ui`")
     return 0
+
+
+def _last_run() -> str | None:
+    """The id of the run this process trained last (or was training), if it started one."""
+    if "mlflow" not in sys.modules:  # stopped before anything was recorded
+        return None
+    from tfdl.tracking import last_run_id
+
+    return last_run_id()
+
+
+def _one_line(err: Exception) -> str:
+    """`Type: message` on one line; a long message (e.g. with a traceback in it) keeps its
+    first and last lines."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if len(lines) > 1:
+        text += f" ... {lines[-1]}"
+    return f"{type(err).__name__}: {text}"
 
 
 def _tune(args) -> int:
@@ -181,20 +244,30 @@ def _tune(args) -> int:
     if job.objective.metric not in logged_names(resolved):
         allowed = ", ".join(logged_names(resolved))
         raise ConfigError("objective.metric", f"{job.objective.metric!r} is not logged", allowed)
+    _check_store()
     if args.chief or args.worker is not None:  # Keras Tuner's own chief/worker protocol
         os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else f"tuner{args.worker}"
         os.environ["KERASTUNER_ORACLE_IP"] = "127.0.0.1"
         os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    _import_tensorflow_quietly()
-    from tfdl.tune import search
-
     name = Path(args.tuning).stem
     try:
+        _import_tensorflow_quietly()
+        from tfdl.tune import search
+
         result = search(job, base, name=name, overwrite=args.overwrite)
+    except ConfigError:
+        raise
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to finish the search", file=sys.stderr)
+        print(
+            "interrupted: the search and its current trial are marked KILLED; "
+            "run the same command again to finish the search",
+            file=sys.stderr,
+        )
         return 130
+    except Exception as err:  # one line here; the runs keep the traceback
+        print(f"error: the search failed: {_one_line(err)}", file=sys.stderr)
+        return 1
     if result is not None:
         best = f"best {job.objective.metric} {result.best_score:.4f}"
         print(f"search {name} (run {result.parent_id}): {best}")
@@ -213,6 +286,7 @@ def _lr_find(args) -> int:
         raise ConfigError("--steps", f"{args.steps} is too few to see a trend", ">= 10")
     cfg = load_pipeline(args.pipeline, args.overrides)
     prepared = prepare(cfg)
+    _check_store()
     _import_tensorflow_quietly()
     from tfdl.lr_find import lr_find
 

@@ -8,6 +8,8 @@ TensorFlow is imported and before any run starts.
 from tfdl.errors import ConfigError
 from tfdl.models.schema import ARCHITECTURES
 
+AUTO_STEPS = 128  # batches per compiled call for steps_per_execution: auto (measured)
+
 # Loss and metrics each task can take; the first loss is the "auto" choice.
 TASK_LOSSES = {
     "binary": ("binary_crossentropy", "mse", "mae", "huber"),
@@ -161,5 +163,24 @@ def compile_model(model, cfg, task: str, steps_per_epoch: int = 1):
         optimizer=make_optimizer(cfg.train.optimizer, lr),
         loss=loss,
         metrics=make_metrics(cfg.train.metrics, task, loss),
+        steps_per_execution=steps_per_execution(cfg.train, steps_per_epoch),
+        jit_compile=jit_compile(cfg),
     )
     return model
+
+
+def jit_compile(cfg) -> bool | str:
+    """XLA as configured; for "auto", on where measured faster for the architecture (not
+    for deterministic runs), else Keras's choice (on a GPU when the model supports it)."""
+    if cfg.train.jit_compile != "auto":
+        return cfg.train.jit_compile
+    if cfg.train.deterministic:
+        return False
+    return True if ARCHITECTURES[cfg.model.arch].xla_on_cpu else "auto"
+
+
+def steps_per_execution(train, steps_per_epoch: int) -> int:
+    """The configured number, or for "auto" AUTO_STEPS batches per call (at most an epoch)."""
+    if train.steps_per_execution != "auto":
+        return train.steps_per_execution
+    return max(1, min(AUTO_STEPS, steps_per_epoch))

@@ -20,10 +20,10 @@ from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, mode
 from pydantic.fields import FieldInfo
 
 from tfdl.callbacks.schema import CallbacksConfig
-from tfdl.data.schema import DataConfig
+from tfdl.data.schema import DataConfig, Seed
 from tfdl.errors import ConfigError
 from tfdl.models.schema import ModelConfig
-from tfdl.schema import NonNegativeInt, PositiveFloat, PositiveInt, Rate, StrictModel
+from tfdl.schema import PositiveFloat, PositiveInt, Rate, StrictModel
 from tfdl.store import PROJECT
 
 # ----------------------------------------------------------------------------- optimizers
@@ -130,13 +130,18 @@ Metric = Literal["accuracy", "auc", "precision", "recall", "mae", "mse", "rmse"]
 class TrainConfig(StrictModel):
     epochs: PositiveInt = 20
     batch_size: PositiveInt = 32
-    seed: NonNegativeInt = 42  # drives the split, data generation and initial weights
+    seed: Seed = 42  # drives the split, data generation and initial weights
     optimizer: OptimizerConfig = Field(default_factory=Adam)
     loss: Loss = "auto"  # auto: follows the task (and the output activation)
     metrics: list[Metric] | None = None  # None: accuracy for classifiers, mae for regression
     verbose: Literal[0, 1, 2] = 2  # Keras fit verbosity: 2 prints one line per epoch
     # Bit-identical reruns on CPU: TensorFlow's deterministic kernels (slower) and the seed.
     deterministic: bool = False
+    # Batches per compiled call (Keras steps_per_execution): fewer trips through Python per
+    # epoch; batch-level callbacks then see every Nth batch. "auto" and the XLA choice are
+    # set from measurement: see benchmarks/results/speed.md.
+    steps_per_execution: PositiveInt | Literal["auto"] = "auto"
+    jit_compile: bool | Literal["auto"] = "auto"
 
 
 class TrackingConfig(StrictModel):
@@ -170,6 +175,20 @@ class ChoiceParam(StrictModel):
 
     type: Literal["choice"]
     values: Annotated[list[Any], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _plain(self):
+        # Values travel as JSON: in the overrides, Keras Tuner's choices and the logged
+        # parameters. YAML also reads dates and timestamps, which JSON cannot hold.
+        for value in self.values:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{value!r} is no plain YAML value (number, string, bool, list, mapping); "
+                    "quote it to make it a string"
+                ) from None
+        return self
 
 
 class IntParam(StrictModel):
@@ -229,7 +248,7 @@ class TuningConfig(StrictModel):
     executions_per_trial: PositiveInt = 1
     epochs: PositiveInt | None = None  # per trial; None: the pipeline's train.epochs
     hyperband_factor: Annotated[int, Field(ge=2)] = 3
-    seed: NonNegativeInt = 42
+    seed: Seed = 42
     distribution: Literal["none", "mirrored"] = "none"  # mirrored: one trial over all GPUs
     mixed_precision: bool = False
 
@@ -272,7 +291,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not _PATH.match(key.strip()):
         raise ConfigError(
-            text,
+            text if text.strip() else repr(text),  # an empty override is still named
             "bad override syntax",
             "dotted.path=value, e.g. train.epochs=3 model.units=[64,32]",
         )
@@ -447,7 +466,9 @@ def _walk(model: type[BaseModel], loc: tuple):
             if field is None:
                 node, meta = None, []
             else:
-                node, meta = field.annotation, _constraints(field.annotation, field.metadata)
+                # Bounds of an optional value sit inside its `| None`.
+                ann = field.annotation
+                node, meta = ann, _constraints(_strip_optional(ann), field.metadata)
         elif typing.get_origin(node) in (list, tuple):
             shown[-1:] = [f"{shown[-1]}[{part}]"] if shown else [f"[{part}]"]
             node = typing.get_args(node)[0] if typing.get_args(node) else None
@@ -507,12 +528,16 @@ def to_config_error(err: ValidationError, model: type[BaseModel] = PipelineConfi
     e = err.errors()[0]
     kind, loc, ctx, value = e["type"], tuple(e["loc"]), e.get("ctx", {}), e.get("input")
     path, parent, meta, node = _walk(model, loc)
+    # An error about the whole mapping (e.g. it is none) still names what it is.
+    path = path or ("search" if model is TuningConfig else "pipeline")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         members = _members(node)
         tag = _tag_field(members)
         tags = ", ".join(str(_tag(m, tag)) for m in members)
-        where = f"{path}.{tag}" if path else tag
+        where = f"{path}.{tag}"
         if kind == "union_tag_not_found":
+            if not isinstance(value, dict):  # no mapping to look the tag up in
+                return ConfigError(path, f"{_short(value)} is not a mapping", "a mapping")
             return ConfigError(where, "missing", tags)
         noun = _TAG_NOUN.get(tag, tag)
         return ConfigError(where, f"unknown {noun} {ctx.get('tag')!r}", tags)
@@ -525,7 +550,10 @@ def to_config_error(err: ValidationError, model: type[BaseModel] = PipelineConfi
         return ConfigError(path, f"{_short(value)} is not allowed", allowed)
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short"):
         return ConfigError(path, f"{_short(value)} is out of range", _bounds(meta) or e["msg"])
+    if kind == "string_too_short":
+        least = ctx.get("min_length", 1)
+        return ConfigError(path, f"{_short(value)} is too short", f"at least {least} character(s)")
     if kind in _KIND:
         return ConfigError(path, f"{_short(value)} is not {_KIND[kind]}", _KIND[kind])
     msg = e["msg"].removeprefix("Value error, ")
-    return ConfigError(path or "pipeline", msg[:1].lower() + msg[1:])
+    return ConfigError(path, msg[:1].lower() + msg[1:])

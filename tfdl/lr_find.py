@@ -14,7 +14,6 @@ import numpy as np
 
 from tfdl import tracking
 from tfdl.compile import prepare
-from tfdl.data.pipeline import make_datasets
 
 
 class LRSweep(keras.callbacks.Callback):
@@ -75,17 +74,14 @@ class Sweep:
 
 def lr_find(cfg, *, min_lr: float, max_lr: float, steps: int, prepared=None) -> Sweep:
     """Sweep the learning rate on the pipeline's model and training data; log an MLflow run."""
-    from tfdl.train import build
+    from tfdl.train import build, dataset
 
     cfg, splits = prepared or prepare(cfg)
     # The sweep owns the learning rate: no schedule, no plateau callback.
     cfg = cfg.model_copy(deep=True)
     cfg.callbacks.lr_schedule = None
     model = build(cfg, splits.spec)
-    one_hot = cfg.train.loss == "categorical_crossentropy"
-    train_ds, _, _ = make_datasets(
-        splits, batch_size=cfg.train.batch_size, seed=cfg.train.seed, one_hot=one_hot
-    )
+    train_ds = dataset(cfg, splits, "train")
     sweep = LRSweep(min_lr, max_lr, steps)
     settings = {"lr_find.min_lr": min_lr, "lr_find.max_lr": max_lr, "lr_find.steps": steps}
     with tracking.start_run(

@@ -13,6 +13,7 @@ Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors; values are validated on assignment too."""
+    """Unknown keys are errors; values are validated on assignment too; inf and nan are
+    no numbers a config can mean (YAML reads `.inf` and `.nan` as floats)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)

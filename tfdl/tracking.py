@@ -11,6 +11,7 @@ import re
 import subprocess
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import mlflow
@@ -20,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from tfdl.config import flatten
 from tfdl.errors import ConfigError
-from tfdl.store import PROJECT, artifact_root, sqlite_path, tracking_uri
+from tfdl.store import PROJECT, artifact_root, open_sqlite, shared, sqlite_path, tracking_uri
 
 MAX_TAG = 5000  # MLflow caps tag values; an error message is cut to fit
 # Creating a new store's tables is routine, not news: keep stderr for errors.
@@ -37,13 +38,15 @@ def experiment_id(name: str) -> str:
     """The experiment's id, creating it (with its artifacts inside the store) if needed."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    open_sqlite(uri)
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    root = artifact_root(uri)
-    location = (root / _slug(name)).as_uri() if root else None
-    return client.create_experiment(name, artifact_location=location)
+    with shared(uri):  # processes starting together must not both create it
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        root = artifact_root(uri)
+        location = (root / _slug(name)).as_uri() if root else None
+        return client.create_experiment(name, artifact_location=location)
 
 
 def git_commit() -> str | None:
@@ -92,34 +95,59 @@ def start_run(
     """An MLflow run around one training; ends FINISHED, KILLED (Ctrl-C/SIGTERM) or FAILED.
 
     The resolved config and data spec are logged first, so an interrupted run can be
-    resumed (`resume_id` reopens it). A failure's message is kept as the `tfdl.error` tag:
-    a run is never left RUNNING by a clean shutdown, and the reason shows in the UI.
+    resumed (`resume_id` reopens it). A failure's message is kept as the `tfdl.error` tag
+    and its traceback as `error.txt`: a run is never left RUNNING by a clean shutdown, and
+    the reason shows in the UI. Opening and ending hold SIGINT/SIGTERM, so a signal cannot
+    leave a half-opened run unguarded or cut its ending short.
     """
-    if resume_id is not None:
-        run = mlflow.start_run(run_id=resume_id)
-        if "tfdl.error" in run.data.tags:
-            MlflowClient(tracking_uri()).delete_tag(resume_id, "tfdl.error")
-    else:
-        run = mlflow.start_run(
-            experiment_id=experiment_id(experiment), run_name=run_name, tags=tags
-        )
-        mlflow.log_params(flatten(cfg))
-        mlflow.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
-        mlflow.log_dict(spec.to_dict(), "data_spec.json")
-        if normaliser is not None:
-            mlflow.log_dict(normaliser, "normaliser.json")
+    from tfdl.callbacks.backup import signals_deferred
+
+    mlflow.set_tracking_uri(tracking_uri())  # a resume opens no experiment, which sets it
+    run = None
     try:
+        with signals_deferred():  # a signal meanwhile is raised once `run` is set
+            if resume_id is not None:
+                run = mlflow.start_run(run_id=resume_id)
+                if "tfdl.error" in run.data.tags:
+                    MlflowClient(tracking_uri()).delete_tag(resume_id, "tfdl.error")
+            else:
+                run = mlflow.start_run(
+                    experiment_id=experiment_id(experiment), run_name=run_name, tags=tags
+                )
+                mlflow.log_params(flatten(cfg))
+                mlflow.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+                mlflow.log_dict(spec.to_dict(), "data_spec.json")
+                if normaliser is not None:
+                    mlflow.log_dict(normaliser, "normaliser.json")
         yield run
     except KeyboardInterrupt:
-        mlflow.set_tag("tfdl.error", "interrupted: resume with tfdl train --resume")
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        if run is not None:
+            with signals_deferred():
+                mlflow.set_tag("tfdl.error", "interrupted: resume with tfdl train --resume")
+                mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as err:
-        mlflow.set_tag("tfdl.error", f"{type(err).__name__}: {err}"[:MAX_TAG])
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        if run is not None:
+            with signals_deferred():
+                mlflow.set_tag("tfdl.error", error_message(err))
+                with contextlib.suppress(Exception):  # e.g. a full disk: the status matters more
+                    mlflow.log_text(traceback.format_exc(), "error.txt")
+                mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        with signals_deferred():
+            mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def last_run_id() -> str | None:
+    """The run this process opened last with `start_run` (active or ended), if any."""
+    run = mlflow.last_active_run()
+    return run.info.run_id if run else None
+
+
+def error_message(err: BaseException) -> str:
+    """`Type: message` as kept in the `tfdl.error` tag, cut to MLflow's limit."""
+    return f"{type(err).__name__}: {err}"[:MAX_TAG]
 
 
 def logged_epochs(run_id: str) -> int:
@@ -251,7 +279,9 @@ def find_run(run_id: str, field: str = "--run-id"):
     try:
         if db is not None and not db.exists():
             raise MlflowException("no store yet")  # asking about a run must not create one
-        return MlflowClient(uri).get_run(run_id)
+        run = MlflowClient(uri).get_run(run_id)
+        mlflow.set_tracking_uri(uri)  # `runs:/` URIs and the run's artifacts resolve with it
+        return run
     except MlflowException:
         raise ConfigError(
             field,
@@ -324,22 +354,43 @@ def search_parent(name: str, job: dict, experiment: str, overwrite: bool) -> str
     return run.info.run_id
 
 
+INTERRUPTED_SEARCH = "interrupted: run the search again to resume it"
+
+
 @contextlib.contextmanager
-def ended(run_id: str):
-    """End run `run_id` FINISHED, KILLED (interrupt) or FAILED (error, as a tag)."""
+def ended(open_run, interrupted: str = INTERRUPTED_SEARCH):
+    """Open a run with `open_run()` (it creates or reopens one and returns its id) and end
+    it FINISHED, KILLED (interrupt, `interrupted` as the `tfdl.error` tag) or FAILED (the
+    error as the tag, its traceback as `error.txt`).
+
+    Opening and ending hold SIGINT/SIGTERM: a signal that comes meanwhile is raised once
+    the run is guarded, so it can neither leave the run RUNNING nor cut its ending short.
+    """
+    from tfdl.callbacks.backup import signals_deferred
+
     client = MlflowClient(tracking_uri())
+    run_id = None
     try:
+        with signals_deferred():
+            run_id = open_run()
         yield run_id
     except KeyboardInterrupt:
-        client.set_tag(run_id, "tfdl.error", "interrupted: run the search again to resume it")
-        client.set_terminated(run_id, "KILLED")
+        if run_id is not None:
+            with signals_deferred():
+                client.set_tag(run_id, "tfdl.error", interrupted)
+                client.set_terminated(run_id, "KILLED")
         raise
     except BaseException as err:
-        client.set_tag(run_id, "tfdl.error", f"{type(err).__name__}: {err}"[:MAX_TAG])
-        client.set_terminated(run_id, "FAILED")
+        if run_id is not None:
+            with signals_deferred():
+                client.set_tag(run_id, "tfdl.error", error_message(err))
+                with contextlib.suppress(Exception):  # e.g. a full disk: the status matters more
+                    client.log_text(run_id, traceback.format_exc(), "error.txt")
+                client.set_terminated(run_id, "FAILED")
         raise
     else:
-        client.set_terminated(run_id, "FINISHED")
+        with signals_deferred():
+            client.set_terminated(run_id, "FINISHED")
 
 
 @contextlib.contextmanager
@@ -350,15 +401,21 @@ def child_run(parent_id: str, trial_id: str, values: dict):
     recorded once, by the attempt that ran it through.
     """
     client = MlflowClient(tracking_uri())
-    exp_id = client.get_run(parent_id).info.experiment_id
-    query = f"tags.mlflow.parentRunId = '{parent_id}' and tags.`tfdl.trial_id` = '{trial_id}'"
-    for stale in client.search_runs([exp_id], query):
-        client.delete_run(stale.info.run_id)
-    tags = {"mlflow.parentRunId": parent_id, "tfdl.trial_id": trial_id, "tfdl.kind": "trial"}
-    run = client.create_run(exp_id, run_name=f"trial-{trial_id}", tags=tags)
-    params = [Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in values.items()]
-    client.log_batch(run.info.run_id, params=params)
-    with ended(run.info.run_id) as run_id:
+
+    def open_run() -> str:
+        exp_id = client.get_run(parent_id).info.experiment_id
+        query = f"tags.mlflow.parentRunId = '{parent_id}' and tags.`tfdl.trial_id` = '{trial_id}'"
+        for stale in client.search_runs([exp_id], query):
+            client.delete_run(stale.info.run_id)
+        tags = {"mlflow.parentRunId": parent_id, "tfdl.trial_id": trial_id, "tfdl.kind": "trial"}
+        run = client.create_run(exp_id, run_name=f"trial-{trial_id}", tags=tags)
+        params = [
+            Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in values.items()
+        ]
+        client.log_batch(run.info.run_id, params=params)
+        return run.info.run_id
+
+    with ended(open_run) as run_id:
         yield run_id
 
 
@@ -380,8 +437,7 @@ def log_search(
         RunTag(f"best.{k}", json.dumps(v) if isinstance(v, list) else str(v))
         for k, v in best["values"].items()
     ]
-    score = Metric(f"best_{metric}", best["score"], int(time.time() * 1000), 0)
-    client.log_batch(parent_id, metrics=[score], tags=tags)
+    client.log_batch(parent_id, tags=tags)
     with tempfile.TemporaryDirectory() as tmp:
         table.to_csv(Path(tmp) / "trials.csv", index=False)
         plot(Path(tmp) / "objective.png")
@@ -395,6 +451,9 @@ def log_search(
                 signature=infer_signature(sample, model.predict(sample, verbose=0)),
                 pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
             )
+    # Last: a rerun takes the best score as the sign that all of the above was logged.
+    score = Metric(f"best_{metric}", best["score"], int(time.time() * 1000), 0)
+    client.log_batch(parent_id, metrics=[score])
 
 
 # ----------------------------------------------------------------------------- comparing

@@ -17,7 +17,7 @@ from tfdl.callbacks.dropout_schedule import dropout_layers
 from tfdl.callbacks.stack import build_callbacks
 from tfdl.compile import compile_model, prepare
 from tfdl.config import PipelineConfig
-from tfdl.data.pipeline import make_datasets, probe_batch
+from tfdl.data.pipeline import probe_batch, split_dataset
 from tfdl.data.spec import take
 from tfdl.errors import ConfigError
 from tfdl.models import build_model, get_hook
@@ -55,30 +55,54 @@ def build(cfg: PipelineConfig, spec, steps_per_epoch: int = 1):
     return compile_model(model, cfg, spec.task, steps_per_epoch)
 
 
+def dataset(cfg, splits, split: str):
+    """The "train", "val" or "test" split of a resolved pipeline as its tf.data pipeline."""
+    t = cfg.train
+    x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+    one_hot = t.loss == "categorical_crossentropy"
+    kw = dict(batch_size=t.batch_size, seed=t.seed, one_hot=one_hot)
+    return split_dataset(splits, x, y, training=split == "train", **kw)
+
+
+def fit(model, cfg, splits, *, callbacks=(), epochs=None, initial_epoch=0, **stack_kwargs):
+    """model.fit over the pipeline's tf.data splits with its callback stack, then the
+    caller's `callbacks`; returns (history, stack). `stack_kwargs` go to build_callbacks
+    (no `log`: nothing is tracked; no `run_dir`: no backup)."""
+    t = cfg.train
+    health = cfg.callbacks.gradient_health
+    one_hot = t.loss == "categorical_crossentropy"
+    probe = probe_batch(splits, health.batch_size, one_hot) if health else None
+    stack = build_callbacks(cfg.callbacks, probe=probe, **stack_kwargs)
+    history = model.fit(
+        dataset(cfg, splits, "train"),
+        validation_data=dataset(cfg, splits, "val"),
+        epochs=epochs or t.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[*stack.callbacks, *callbacks],
+        verbose=t.verbose,
+        shuffle=False,  # the tf.data pipeline shuffles the training split itself
+    )
+    return history, stack
+
+
 def train(
     cfg: PipelineConfig,
     *,
     pipeline_path: str | None = None,
     prepared=None,
     resume_id: str | None = None,
+    callbacks: list[keras.callbacks.Callback] = (),
 ) -> RunResult:
     """Train and record one run, or continue run `resume_id` from its last backed-up epoch.
 
-    `prepared` is `compile.prepare(cfg)` when the caller already did it.
+    `prepared` is `compile.prepare(cfg)` when the caller already did it. `callbacks` are
+    Keras callbacks of the caller's own, run after the stack.
     """
     cfg, splits = prepared or prepare(cfg)
     t = cfg.train
-    one_hot = t.loss == "categorical_crossentropy"
-    steps_per_epoch = math.ceil(len(splits.y_train) / t.batch_size)
-    model = build(cfg, splits.spec, steps_per_epoch)
-    train_ds, val_ds, test_ds = make_datasets(
-        splits, batch_size=t.batch_size, seed=t.seed, one_hot=one_hot
-    )
-    health = cfg.callbacks.gradient_health
-    probe = probe_batch(splits, health.batch_size, one_hot) if health else None
-    resolved = cfg.to_dict()
+    model = build(cfg, splits.spec, math.ceil(len(splits.y_train) / t.batch_size))
     with tracking.start_run(
-        resolved,
+        cfg.to_dict(),
         spec=splits.spec,
         tags=tracking.run_tags(cfg, pipeline_path),
         run_name=cfg.tracking.run_name,
@@ -87,22 +111,16 @@ def train(
         normaliser=splits.normaliser,
     ) as run:
         run_id = run.info.run_id
-        stack = build_callbacks(
-            cfg.callbacks,
+        history, stack = fit(
+            model,
+            cfg,
+            splits,
+            callbacks=callbacks,
             log=tracking.epoch_logger(run_id),
             logged_epochs=tracking.logged_epochs(run_id) if resume_id else 0,
             run_dir=store.run_dir(run_id),
-            probe=probe,
         )
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=t.epochs,
-            callbacks=stack.callbacks,
-            verbose=t.verbose,
-            shuffle=False,  # the tf.data pipeline shuffles the training split itself
-        )
-        test_metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
+        test_metrics = model.evaluate(dataset(cfg, splits, "test"), return_dict=True, verbose=0)
         evaluator = get_hook(cfg.model.arch, "evaluator")
         if evaluator is not None:  # e.g. exact-match accuracy of greedy decoding
             test_metrics |= evaluator(model, splits)

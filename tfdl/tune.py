@@ -17,14 +17,14 @@ from pathlib import Path
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src import config as kt_config
 
 from tfdl import store, tracking
-from tfdl.callbacks.stack import build_callbacks
+from tfdl.callbacks.backup import signals_deferred
 from tfdl.compile import resolve
 from tfdl.config import TuningConfig, apply_overrides, validate
-from tfdl.data.pipeline import make_datasets, probe_batch
 from tfdl.data.split import load_splits
-from tfdl.train import build
+from tfdl.train import build, fit
 
 TUNERS = {
     "random": kt.RandomSearch,
@@ -124,27 +124,18 @@ class PipelineHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
         cfg, splits = self.config(hp)
-        t = cfg.train
-        one_hot = t.loss == "categorical_crossentropy"
-        train_ds, val_ds, _ = make_datasets(
-            splits, batch_size=t.batch_size, seed=t.seed, one_hot=one_hot
-        )
-        health = cfg.callbacks.gradient_health
-        # A trial keeps no backup: an interrupted trial is run again from its start.
-        own = build_callbacks(
-            cfg.callbacks.model_copy(update={"backup": False}),
-            log=tracking.epoch_logger(self.run_id),
-            probe=probe_batch(splits, health.batch_size, one_hot) if health else None,
-        )
-        return model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=kwargs.get("epochs", t.epochs),
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"verbose": 0})})
+        # No run_dir, so no backup: an interrupted trial is run again from its start.
+        history, _ = fit(
+            model,
+            cfg,
+            splits,
+            callbacks=callbacks,
+            epochs=kwargs.get("epochs"),
             initial_epoch=kwargs.get("initial_epoch", 0),
-            callbacks=[*own.callbacks, *callbacks],
-            verbose=0,
-            shuffle=False,
+            log=tracking.epoch_logger(self.run_id),
         )
+        return history
 
 
 def tracked(tuner_class):
@@ -162,6 +153,10 @@ def tracked(tuner_class):
                 return super().run_trial(trial, *args, **kwargs)
 
         def on_trial_end(self, trial):
+            with signals_deferred():  # Keras Tuner rewrites its state files: not half-way
+                self._end_trial(trial)
+
+        def _end_trial(self, trial):
             super().on_trial_end(trial)
             # A worker's oracle is a client of the chief's: ask it, do not read its state.
             score = self.oracle.get_trial(trial.trial_id).score
@@ -256,15 +251,22 @@ def search(
     if overwrite and role != "worker":
         shutil.rmtree(project_dir(name), ignore_errors=True)
     experiment = validate(base).tracking.experiment
-    if role == "worker":
-        parent_id = _wait_for_parent(name)
-    else:
-        parent_id = tracking.search_parent(name, job.model_dump(mode="json"), experiment, overwrite)
-    policy = keras.mixed_precision.global_policy()
+    policy, debug = keras.mixed_precision.global_policy(), kt_config.DEBUG
+    # A failed trial's traceback goes to its run's error.txt, not to the terminal.
+    kt_config.DEBUG = False
     try:
-        return _search(job, base, name, role, parent_id)
-    finally:  # the policy is process-wide: leave it as it was
+        if role == "worker":  # the chief owns the parent run; a worker only adds trials
+            return _search(job, base, name, role, _wait_for_parent(name))
+        # The parent is ended KILLED or FAILED by whatever stops the search, setting up
+        # the tuner included; the same command reopens it (tracking.search_parent).
+        parent = tracking.ended(
+            lambda: tracking.search_parent(name, job.model_dump(mode="json"), experiment, overwrite)
+        )
+        with parent as parent_id:
+            return _search(job, base, name, role, parent_id)
+    finally:  # both are process-wide: leave them as they were
         keras.mixed_precision.set_global_policy(policy)
+        kt_config.DEBUG = debug
 
 
 def _search(job, base, name, role, parent_id) -> SearchResult | None:
@@ -274,14 +276,12 @@ def _search(job, base, name, role, parent_id) -> SearchResult | None:
         _parent_file(name).write_text(parent_id)
     tuner = make_tuner(job, name, base, overwrite=False, strategy=strategy)
     tuner.parent_id = parent_id
+    tuner.search(verbose=0)
     if role == "worker":
-        tuner.search(verbose=0)
         return None
-    with tracking.ended(parent_id):
-        tuner.search(verbose=0)
-        result = summarise(tuner, job, base)
-        if tuner.trials_run or not tracking.has_metric(parent_id, f"best_{job.objective.metric}"):
-            log_result(tuner, job, base, parent_id, result)
+    result = summarise(tuner, job, base)
+    if tuner.trials_run or not tracking.has_metric(parent_id, f"best_{job.objective.metric}"):
+        log_result(tuner, job, base, parent_id, result)
     return SearchResult(parent_id, result["values"], result["score"], result["trials"])
 
 

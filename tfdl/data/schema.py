@@ -12,6 +12,8 @@ from pydantic import Field, model_validator
 from tfdl.schema import Fraction, PositiveInt, StrictModel
 
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+# scikit-learn and numpy's legacy generators only take seeds in [0, 2**32).
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 class SourceConfig(StrictModel):
@@ -24,8 +26,7 @@ class SourceConfig(StrictModel):
     test_fraction: Fraction = 0.15
     normalize: Literal["standard", "minmax", "none"] = "standard"
     # Seeds generation and split; None means the training seed (the caller passes it resolved).
-    # Non-negative because scikit-learn and numpy generators only take those.
-    seed: Annotated[int, Field(ge=0)] | None = None
+    seed: Seed | None = None
 
     @model_validator(mode="after")
     def _leave_enough_to_train(self):

@@ -36,6 +36,9 @@ class ArchConfig(StrictModel):
     # metrics beyond model.evaluate (logged as test_<name>).
     generator: ClassVar[str | None] = None
     evaluator: ClassVar[str | None] = None
+    # `train.jit_compile: auto` turns XLA on for this architecture on a CPU too (Keras's own
+    # auto does so only on a GPU): set where benchmarks/defaults.py measured it faster.
+    xla_on_cpu: ClassVar[bool] = False
 
     def hparams(self) -> dict:
         """Keyword arguments for the builder."""
@@ -137,6 +140,7 @@ class CNN2D(_ConvStack):
 
     arch: Literal["cnn2d"]
     builder: ClassVar[str] = "cnn:build_cnn2d"
+    xla_on_cpu: ClassVar[bool] = True
     augment: Augmentation | None = None
 
 
@@ -193,6 +197,7 @@ class GRU(_Recurrent):
 
     arch: Literal["gru"]
     builder: ClassVar[str] = "rnn:build_gru"
+    xla_on_cpu: ClassVar[bool] = True
 
 
 class CharLM(ArchConfig):
@@ -233,6 +238,7 @@ class TransformerEncoder(_Transformer):
 
     arch: Literal["transformer_encoder"]
     builder: ClassVar[str] = "transformer:build_transformer_encoder"
+    xla_on_cpu: ClassVar[bool] = True
     tasks: ClassVar[tuple[str, ...]] = SUPERVISED
     num_layers: PositiveInt = 2
     patch_size: PositiveInt = 1  # steps per token: 40 steps of MNIST-1D, patch 4 -> 10 tokens

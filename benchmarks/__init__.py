@@ -1,0 +1,1 @@
+"""Speed, overhead and memory measurements of tfdl (`make bench`); not tests."""

@@ -1,0 +1,171 @@
+"""`make bench`: every measurement, one table, and results/speed.md and .json.
+
+python -m benchmarks.run [section ...]   sections: defaults throughput tuning cli memory gpu
+A full run writes the results files; a partial one only prints its sections.
+"""
+
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = ("defaults", "throughput", "tuning", "cli", "memory", "gpu")
+GOALS = {  # the issue's targets, each as (description, test on the measured value)
+    "tfdl/naive": ("tfdl >= naive Keras", lambda r: r >= 1.0),
+    "tfdl/limit": ("tfdl within 10% of the in-memory limit", lambda r: r >= 0.9),
+    "tracking_overhead": ("tracking <= 2% of epoch time", lambda r: r <= 0.02),
+    "extra_s_per_trial": ("<= 0.5 s extra per trial", lambda r: r <= 0.5),
+    "cli": ("< 1 s", lambda r: r < 1.0),
+    "search_growth": ("RSS at trial 30 within 10% of trial 5", lambda r: r <= 1.10),
+}
+
+
+def machine() -> dict:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    from benchmarks.gpu import gpu_name
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu_name(),
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        **{lib: version(lib) for lib in ("tensorflow", "keras", "keras-tuner", "mlflow", "numpy")},
+    }
+
+
+def run(sections) -> dict:
+    from benchmarks import cli, defaults, gpu, memory, throughput, tuning
+
+    out = {"machine": machine()}
+    if "defaults" in sections:
+        out["defaults"] = {name: defaults.sweep(name) for name in throughput.MODELS}
+    if "throughput" in sections:
+        out["throughput"] = [throughput.measure(n, p) for n, p in throughput.MODELS.items()]
+    if "tuning" in sections:
+        out["tuning"] = tuning.measure()
+    if "cli" in sections:
+        out["cli"] = cli.measure()
+    if "memory" in sections:
+        rss = memory.search_rss()
+        out["memory"] = {
+            "peak_rss_mib": {p.stem: memory.peak_rss(p) for p in memory.pipelines()},
+            "search_rss_mib": rss,
+            "search_growth": rss[30] / rss[5],
+        }
+    if "gpu" in sections:
+        out["gpu"] = gpu.measure() if out["machine"]["gpu"] else "skipped: no GPU on this machine"
+    return out
+
+
+def verdict(key, value) -> str:
+    goal, ok = GOALS[key]
+    return f"{'met' if ok(value) else 'MISSED'} ({goal})"
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        "# tfdl benchmarks",
+        "",
+        f"{m['date']}, {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; "
+        f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
+        f"Keras Tuner {m['keras-tuner']}, MLflow {m['mlflow']}, NumPy {m['numpy']}.",
+        "Every ratio is measured side by side in one run, repeat by repeat; medians quoted.",
+    ]
+    if "throughput" in r:
+        lines += [
+            "",
+            "## Training throughput (samples/s, steady state after the first epoch)",
+            "",
+            "| model | tfdl | naive Keras | in-memory limit | tfdl/naive | tfdl/limit |",
+            "|---|---|---|---|---|---|",
+        ]
+        for t in r["throughput"]:
+            lines.append(
+                f"| {t['model']} | {t['tfdl']:.0f} | {t['naive']:.0f} | {t['limit']:.0f} "
+                f"| {t['tfdl/naive']:.2f} {'ok' if t['tfdl/naive'] >= 1 else 'MISSED'} "
+                f"| {t['tfdl/limit']:.2f} {'ok' if t['tfdl/limit'] >= 0.9 else 'MISSED'} |"
+            )
+        lines += [
+            "",
+            "## Tracking overhead (MLflow on vs off, same run otherwise)",
+            "",
+            "| model | epoch s, tracked | epoch s, untracked | per-epoch overhead "
+            "| end of run s (test, model, plots) |",
+            "|---|---|---|---|---|",
+        ]
+        for t in r["throughput"]:
+            lines.append(
+                f"| {t['model']} | {t['epoch_tracked']:.3f} | {t['epoch_untracked']:.3f} "
+                f"| {t['tracking_overhead']:+.1%} | {t['end_of_run_s']:.1f} |"
+            )
+    if "defaults" in r:
+        lines += ["", "## Defaults: samples/s relative to steps_per_execution=1, no XLA", ""]
+        keys = [k for k in next(iter(r["defaults"].values())) if k != "base samples/s"]
+        lines += ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for name, row in r["defaults"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
+    if "tuning" in r:
+        t = r["tuning"]
+        lines += [
+            "",
+            "## Tuning overhead",
+            "",
+            f"{t['job']}, {t['trials']} trials of {t['epochs']} epochs: "
+            f"{t['extra_s_per_trial']:.2f} s extra per trial against plain build + fit, "
+            f"child run included: {verdict('extra_s_per_trial', t['extra_s_per_trial'])}.",
+        ]
+    if "cli" in r:
+        lines += ["", "## CLI latency (fresh process each, median)", ""]
+        lines += [f"- `{k}`: {v:.2f} s, {verdict('cli', v)}" for k, v in r["cli"].items()]
+    if "memory" in r:
+        mem = r["memory"]
+        lines += ["", "## Memory", "", "| pipeline (2 epochs) | peak RSS MiB |", "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in mem["peak_rss_mib"].items()]
+        rss = mem["search_rss_mib"]
+        lines += [
+            "",
+            f"30-trial search: RSS {rss[5]:.0f} MiB at trial 5, {rss[30]:.0f} MiB at trial 30 "
+            f"(x{mem['search_growth']:.3f}): {verdict('search_growth', mem['search_growth'])}.",
+        ]
+    if "gpu" in r:
+        lines += ["", "## GPU: mixed precision and XLA", ""]
+        if isinstance(r["gpu"], str):
+            lines.append(r["gpu"] + ".")
+        else:
+            lines += [f"- {k}: {v:.0f} samples/s" for k, v in r["gpu"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    sections = argv or SECTIONS
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        sys.exit(f"error: sections: unknown {sorted(unknown)}; allowed: {', '.join(SECTIONS)}")
+    # Runs of the benchmark go to a store of their own, never into the project's runs.
+    with tempfile.TemporaryDirectory() as store:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+        results = run(sections)
+    text = markdown(results)
+    print(text)
+    if set(sections) == set(SECTIONS):
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "speed.md").write_text(text)
+        (RESULTS / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

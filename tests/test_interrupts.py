@@ -1,0 +1,345 @@
+"""Ctrl-C, SIGTERM and crashes in training and searches: no run is left RUNNING, every
+one says why it ended, and running the command again completes the work."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tfdl import tracking
+from tfdl.callbacks.backup import signals_deferred
+from tfdl.cli import main
+from tfdl.store import open_sqlite
+
+from .conftest import PROJECT, TINY, start_tfdl
+
+# The CLI with the default store moved to a folder given first: a run and its resume as a
+# user types them, with MLFLOW_TRACKING_URI unset, without touching the project's store.
+MOVED_STORE = (
+    "import sys; from pathlib import Path; import tfdl.store; "
+    "tfdl.store.STORE = Path(sys.argv[1]); from tfdl.cli import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
+def without_uri():
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def sigint_as_python_default():
+    # A process started in the background inherits SIGINT ignored, and Python keeps it so.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def poll(condition, timeout=120, what="the moment to interrupt"):
+    """Check `condition` every 0.2 s until it returns something true; return that."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"never reached: {what}")
+
+
+def experiment_runs(client, name, db):
+    exp = db.exists() and client.get_experiment_by_name(name)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def all_runs(client):
+    """Every active run of every experiment in the store."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids) if ids else []
+
+
+def loss_steps(client, run_id):
+    return [m.step for m in client.get_metric_history(run_id, "loss")]
+
+
+# ------------------------------------------------------------------------------ training
+
+
+@pytest.mark.slow
+def test_ctrl_c_kills_a_training_and_a_resume_from_elsewhere_finishes_it(tmp_path, write_pipeline):
+    folder, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    db = folder / "mlflow.db"
+    open_sqlite(f"sqlite:///{db}")  # polling it must not race the command to create it
+    client = MlflowClient(f"sqlite:///{db}")
+    # batch 4: a few hundred steps an epoch, so the signal lands mid-training
+    path = write_pipeline({**TINY, "train": {**TINY["train"], "epochs": 4, "batch_size": 4}})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MOVED_STORE, folder, "train", path],
+        cwd=PROJECT,
+        env=without_uri(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=sigint_as_python_default,
+    )
+
+    def one_epoch_logged():
+        found = experiment_runs(client, "test", db)
+        return found and loss_steps(client, found[0].info.run_id) and found[0]
+
+    run_id = poll(one_epoch_logged).info.run_id
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        f"interrupted: run {run_id} is marked KILLED; continue it with tfdl train --resume {run_id}"
+    ]
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and "interrupted" in run.data.tags["tfdl.error"]
+    done = loss_steps(client, run_id)
+    assert done == list(range(1, len(done) + 1)) and len(done) < 4
+    assert (folder / "backups" / run_id / "backup" / "training_metadata.json").exists()
+
+    # From another folder, no MLFLOW_TRACKING_URI: the resume must find the same store.
+    out = subprocess.run(
+        [sys.executable, "-c", MOVED_STORE, folder, "train", "--resume", run_id],
+        cwd=elsewhere,
+        env=without_uri(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "tfdl.error" not in run.data.tags
+    for key in ("loss", "val_loss"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3, 4], key
+    assert len(experiment_runs(client, "test", db)) == 1
+    assert list(elsewhere.iterdir()) == []  # no stray store where the command ran
+
+
+@pytest.fixture
+def crash_at_epoch(monkeypatch):
+    """Make training raise RuntimeError at the end of epoch `epoch` (1-based) of the runs
+    `which(run_id)` picks: a crash inside model.fit, from a callback."""
+
+    def install(epoch, which=lambda run_id: True):
+        real = tracking.epoch_logger
+
+        def crashing(run_id):
+            log = real(run_id)
+
+            def logger(logs, index):
+                if index + 1 == epoch and which(run_id):
+                    raise RuntimeError(f"injected crash at epoch {epoch}")
+                log(logs, index)
+
+            return logger
+
+        monkeypatch.setattr(tracking, "epoch_logger", crashing)
+
+    return install
+
+
+def test_a_crash_in_training_fails_the_run_with_the_reason_and_one_line(
+    store, write_pipeline, crash_at_epoch, capsys
+):
+    crash_at_epoch(2)
+    path = write_pipeline({**TINY, "train": {**TINY["train"], "epochs": 3}})
+    assert main(["train", str(path)]) == 1
+    client = MlflowClient()
+    (run,) = all_runs(client)
+    run_id = run.info.run_id
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: training failed: RuntimeError: injected crash at epoch 2; "
+        f"run {run_id} is marked FAILED, its error.txt has the traceback"
+    ]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["tfdl.error"] == "RuntimeError: injected crash at epoch 2"
+    assert loss_steps(client, run_id) == [1]
+    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/error.txt")
+    assert text.startswith("Traceback") and "injected crash at epoch 2" in text
+
+
+# ------------------------------------------------------------------------------ searches
+
+
+@pytest.fixture
+def search_job(tmp_path, write_pipeline):
+    """Write a grid search over two widths of the tiny pipeline; returns its path."""
+
+    def write(batch_size=64, epochs=2, **settings):
+        train = {**TINY["train"], "batch_size": batch_size}
+        pipeline = write_pipeline({**TINY, "train": train, "tracking": {"experiment": "search"}})
+        path = tmp_path / "search.yaml"
+        content = {
+            "pipeline": str(pipeline),
+            "tuner": "grid",
+            "max_trials": 2,
+            "epochs": epochs,
+            "space": {"model.units": {"type": "choice", "values": [[8], [16]]}},
+            "objective": {"metric": "val_accuracy", "direction": "max"},
+            **settings,
+        }
+        path.write_text(yaml.safe_dump(content))
+        return path
+
+    return write
+
+
+def search_runs(client, db):
+    found = experiment_runs(client, "search", db)
+    parents = [r for r in found if r.data.tags.get("tfdl.kind") == "search"]
+    children = {
+        r.data.tags["tfdl.trial_id"]: r for r in found if r.data.tags.get("tfdl.kind") == "trial"
+    }
+    return parents, children
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_search_is_killed_and_the_same_command_finishes_it(
+    signum, tmp_path, search_job
+):
+    """The first trial finishes, the second is cut off after an epoch. The rerun keeps the
+    first trial's run, runs the second again (its killed attempt is deleted, so each trial
+    has one run) and ends the same parent FINISHED."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    open_sqlite(uri)  # polling it must not race the command to create it
+    client = MlflowClient(uri)
+    path = search_job(batch_size=4, epochs=3)  # an epoch of a few hundred steps
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfdl.cli", "tune", path],
+        cwd=PROJECT,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=sigint_as_python_default,
+    )
+
+    def second_trial_under_way():
+        _, children = search_runs(client, db)
+        first, second = children.get("0"), children.get("1")
+        ready = first and first.info.status == "FINISHED" and second
+        return ready and loss_steps(client, second.info.run_id) and (first, second)
+
+    first, second = poll(second_trial_under_way)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        "interrupted: the search and its current trial are marked KILLED; "
+        "run the same command again to finish the search"
+    ]
+    assert "trial 1 of 2" in out and "trial 2 of 2" not in out
+    (parent,), children = search_runs(client, db)
+    assert parent.info.status == "KILLED" and "interrupted" in parent.data.tags["tfdl.error"]
+    assert children["0"].info.status == "FINISHED"
+    assert children["1"].info.status == "KILLED" and len(children) == 2
+    assert all(r.info.status != "RUNNING" for r in experiment_runs(client, "search", db))
+
+    again = start_tfdl("tune", path, uri=uri)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("trial")] == [
+        "trial 2 of 2"  # the finished trial is not run again
+    ]
+    (reopened,), children = search_runs(client, db)
+    assert reopened.info.run_id == parent.info.run_id and reopened.info.status == "FINISHED"
+    assert "tfdl.error" not in reopened.data.tags
+    assert "best_val_accuracy" in reopened.data.metrics
+    assert children["0"].info.run_id == first.info.run_id  # kept, not rerun
+    assert children["1"].info.run_id != second.info.run_id  # the rerun, recorded once
+    assert all(c.info.status == "FINISHED" for c in children.values()) and len(children) == 2
+    assert all(loss_steps(client, c.info.run_id) == [1, 2, 3] for c in children.values())
+    assert client.get_run(second.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_a_crash_in_the_only_trial_fails_it_and_the_search(
+    store, search_job, crash_at_epoch, capsys
+):
+    crash_at_epoch(2)
+    assert main(["tune", str(search_job(max_trials=1))]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the search failed: RuntimeError: no trial of the search finished"
+    ]
+    client = MlflowClient()
+    (parent,), children = search_runs(client, store / "mlflow.db")
+    (child,) = children.values()
+    assert child.info.status == "FAILED"
+    assert child.data.tags["tfdl.error"] == "RuntimeError: injected crash at epoch 2"
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["tfdl.error"] == "RuntimeError: no trial of the search finished"
+
+
+def test_a_crash_in_one_trial_fails_only_that_trial(store, search_job, crash_at_epoch):
+    def narrow(run_id):
+        return MlflowClient().get_run(run_id).data.params["model.units"] == "[8]"
+
+    crash_at_epoch(1, narrow)
+    assert main(["tune", str(search_job())]) == 0
+    client = MlflowClient()
+    (parent,), children = search_runs(client, store / "mlflow.db")
+    status = {c.data.params["model.units"]: c.info.status for c in children.values()}
+    assert status == {"[8]": "FAILED", "[16]": "FINISHED"}
+    assert parent.info.status == "FINISHED" and parent.data.tags["best.model.units"] == "[16]"
+
+
+def test_a_search_cut_off_while_logging_its_results_logs_them_all_when_rerun(
+    store, search_job, monkeypatch, capsys
+):
+    """The rerun has no trial left to run, yet must not take half-logged results for done."""
+    path = str(search_job(max_trials=1, epochs=1))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow.models, "infer_signature", interrupted)  # as the model is logged
+        assert main(["tune", path]) == 130
+    client = MlflowClient()
+    (parent,), _ = search_runs(client, store / "mlflow.db")
+    assert parent.info.status == "KILLED"
+    assert main(["tune", path]) == 0
+    (parent,), children = search_runs(client, store / "mlflow.db")
+    assert parent.info.status == "FINISHED" and len(children) == 1
+    assert "best_val_accuracy" in parent.data.metrics
+    model = mlflow.tensorflow.load_model(f"runs:/{parent.info.run_id}/best_model")
+    assert model.output_shape == (None, 10)
+
+
+# ------------------------------------------------------------------------------ the guard
+
+
+def test_a_signal_while_a_run_opens_lands_once_the_run_is_guarded(store):
+    exp_id = tracking.experiment_id("test")
+    client = MlflowClient()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as the CLI sets it
+
+    def open_run():
+        run_id = client.create_run(exp_id).info.run_id
+        os.kill(os.getpid(), signal.SIGTERM)  # before the run is guarded
+        client.set_tag(run_id, "opened", "whole")
+        return run_id
+
+    try:
+        with pytest.raises(KeyboardInterrupt), tracking.ended(open_run):
+            pytest.fail("the signal must stop the work before it starts")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    (run,) = all_runs(client)
+    assert run.info.status == "KILLED" and run.data.tags["opened"] == "whole"
+
+
+def test_the_guard_leaves_an_ignored_signal_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+        held = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert held == signal.SIG_IGN  # and nothing was raised

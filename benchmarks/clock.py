@@ -10,7 +10,8 @@ class EpochClock(keras.callbacks.Callback):
     """Per-epoch wall times, taken last in the callback list.
 
     `train` is the training loop alone (epoch start to the start of validation), `full` the
-    whole epoch, every callback's end-of-epoch work included (epoch start to the next start).
+    whole epoch, every callback's end-of-epoch work included (epoch start to the next start,
+    so the last epoch has none).
     """
 
     def __init__(self):
@@ -34,8 +35,7 @@ class EpochClock(keras.callbacks.Callback):
             self._in_epoch = False
 
     def on_train_end(self, logs=None):
-        self.ended = time.perf_counter()
-        self.full.append(self.ended - self._start)
+        self.ended = time.perf_counter()  # the last epoch's `full` would include fit's ending
 
     def steady(self, which="train"):
         """Median epoch time after the first (which traces and compiles)."""

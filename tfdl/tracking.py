@@ -64,12 +64,20 @@ def epoch_logger(run_id: str):
     number (1-based). The run is named, not taken from MLflow's active-run stack, so no
     metric of one trial can land in another's run."""
     client = MlflowClient(tracking_uri())
+    pending = []
 
+    # Asynchronous: the write overlaps the epoch's backup instead of adding to the epoch
+    # (benchmarks/results/speed.md). `log.wait()` returns once every epoch is stored.
     def log(logs: dict, epoch: int) -> None:
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if _is_number(v)]
-        client.log_batch(run_id, metrics=metrics, synchronous=True)
+        pending.append(client.log_batch(run_id, metrics=metrics, synchronous=False))
 
+    def wait() -> None:
+        while pending:
+            pending.pop(0).wait()  # raises what the write raised
+
+    log.wait = wait
     return log
 
 

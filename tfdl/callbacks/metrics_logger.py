@@ -19,3 +19,10 @@ class MetricsLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 > self.logged_epochs:
             self.log(dict(logs or {}), epoch)
+
+    def on_train_end(self, logs=None):
+        self.wait()
+
+    def wait(self):
+        """Return once every epoch handed over is stored (`log` may write in the background)."""
+        getattr(self.log, "wait", lambda: None)()

@@ -96,6 +96,7 @@ def build_callbacks(
     if log is not None:
         made["metrics_logger"] = MetricsLogger(log, logged_epochs)
     if cfg.backup and run_dir is not None:
-        made["backup"] = Backup(str(run_dir / "backup"))
+        logger = made.get("metrics_logger")
+        made["backup"] = Backup(str(run_dir / "backup"), logger.wait if logger else None)
     ordered = {name: made[name] for name in ORDER if name in made}
     return Stack(list(ordered.values()), ordered)

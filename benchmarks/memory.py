@@ -1,6 +1,5 @@
 """Memory: peak RSS of each shipped pipeline's run, and RSS across a long search."""
 
-import os
 import re
 import subprocess
 import sys
@@ -15,18 +14,28 @@ def _rss_mib(pid) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
+# The child reports its own high-water mark as it exits: the kernel's ru_maxrss of a child
+# keeps the peak of the process it was forked from (this one), whatever the child used.
+_REPORT_PEAK = (
+    "import atexit, re, sys; from pathlib import Path; from tfdl.cli import main; "
+    "atexit.register(lambda: print(re.search(r'VmHWM:\\s+(\\d+)', "
+    "Path('/proc/self/status').read_text()).group(1), file=sys.stderr)); "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
 def peak_rss(pipeline, epochs=2) -> float:
     """Peak RSS (MiB) of `tfdl train` on one pipeline, a short run of it."""
-    proc = subprocess.Popen(
-        [*TFDL, "train", str(pipeline), f"train.epochs={epochs}", "train.verbose=0"],
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPORT_PEAK, "train", str(pipeline), f"train.epochs={epochs}"],
         cwd=PROJECT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{pipeline}: {proc.stderr.read().decode()[-500:]}")
-    return usage.ru_maxrss / 1024
+    if proc.returncode != 0:
+        raise RuntimeError(f"{pipeline}: {proc.stderr[-500:]}")
+    return int(proc.stderr.split()[-1]) / 1024
 
 
 def search_rss(job="tuning/mlp_random.yaml", trials=30, epochs=1) -> dict[int, float]:

@@ -147,6 +147,7 @@ def markdown(r: dict) -> str:
             lines.append(r["gpu"] + ".")
         else:
             lines += [f"- {k}: {v:.0f} samples/s" for k, v in r["gpu"].items()]
+    lines += ["", "Why the defaults are what they are, and why a goal is missed: analysis.md."]
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import io
@@ -59,23 +60,28 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+# The thread that stores epoch metrics. Ours, not MLflow's async queue: ending a run shuts
+# that queue down and joins its threads, which cost about a second per run (a search's trials).
+_WRITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfdl-metrics")
+
+
 def epoch_logger(run_id: str):
     """A function logging every number of Keras's epoch logs to run `run_id`, step = epoch
     number (1-based). The run is named, not taken from MLflow's active-run stack, so no
     metric of one trial can land in another's run."""
     client = MlflowClient(tracking_uri())
     pending = []
+    # In the background: the write overlaps the epoch's backup instead of adding to the
+    # epoch (benchmarks/results/speed.md); `log.wait()` returns once every epoch is stored.
 
-    # Asynchronous: the write overlaps the epoch's backup instead of adding to the epoch
-    # (benchmarks/results/speed.md). `log.wait()` returns once every epoch is stored.
     def log(logs: dict, epoch: int) -> None:
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if _is_number(v)]
-        pending.append(client.log_batch(run_id, metrics=metrics, synchronous=False))
+        pending.append(_WRITER.submit(client.log_batch, run_id, metrics=metrics))
 
     def wait() -> None:
         while pending:
-            pending.pop(0).wait()  # raises what the write raised
+            pending.pop(0).result()  # raises what the write raised
 
     log.wait = wait
     return log

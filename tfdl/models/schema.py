@@ -140,7 +140,6 @@ class CNN2D(_ConvStack):
 
     arch: Literal["cnn2d"]
     builder: ClassVar[str] = "cnn:build_cnn2d"
-    xla_on_cpu: ClassVar[bool] = True
     augment: Augmentation | None = None
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 TFDL = [sys.executable, "-m", "tfdl.cli"]
+SEARCH = "tuning/mlp_random.yaml"
 
 
 def _rss_mib(pid) -> float:
@@ -38,23 +39,56 @@ def peak_rss(pipeline, epochs=2) -> float:
     return int(proc.stderr.split()[-1]) / 1024
 
 
-def search_rss(job="tuning/mlp_random.yaml", trials=30, epochs=1) -> dict[int, float]:
-    """RSS (MiB) of a `tfdl tune` process at the end of each trial, by trial number."""
+def _rss_by_line(cmd, pattern) -> dict[int, float]:
+    """RSS (MiB) of the process `cmd` each time it prints a line matching `pattern`, keyed
+    by the number the pattern's group captures."""
     proc = subprocess.Popen(
-        [*TFDL, "tune", job, f"max_trials={trials}", f"epochs={epochs}", "--overwrite"],
-        cwd=PROJECT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     rss = {}
-    for line in proc.stdout:  # the tuner prints "trial K of N: ..." as each trial ends
-        match = re.match(r"trial (\d+) of", line)
+    for line in proc.stdout:
+        match = re.match(pattern, line)
         if match:
             rss[int(match.group(1))] = _rss_mib(proc.pid)
     if proc.wait() != 0:
-        raise RuntimeError(f"the search {job} failed")
+        raise RuntimeError(f"{' '.join(cmd[2:])} failed")
     return rss
+
+
+def search_rss(job=SEARCH, trials=30, epochs=1) -> dict[int, float]:
+    """RSS (MiB) of a `tfdl tune` process at the end of each trial, by trial number."""
+    cmd = [*TFDL, "tune", job, f"max_trials={trials}", f"epochs={epochs}", "--overwrite"]
+    return _rss_by_line(cmd, r"trial (\d+) of")  # printed by the tuner as each trial ends
+
+
+def plain_loop_rss(job=SEARCH, rounds=30, epochs=1) -> dict[int, float]:
+    """RSS (MiB) after each round of the loop a user writes without tfdl: build the search's
+    pipeline model with Keras, fit it, `keras.backend.clear_session()` and collect garbage.
+    The growth TensorFlow has of its own, to set beside the search's."""
+    cmd = [sys.executable, "-m", "benchmarks.memory", "plain-loop", job, str(rounds), str(epochs)]
+    return _rss_by_line(cmd, r"round (\d+)")
+
+
+def _plain_loop(job, rounds, epochs):
+    import gc
+
+    import keras
+
+    from tfdl.compile import prepare
+    from tfdl.config import load_tuning, validate
+    from tfdl.data.pipeline import make_datasets
+    from tfdl.models import build_model
+
+    _, base = load_tuning(job, [f"epochs={epochs}"])
+    cfg, splits = prepare(validate(base))
+    for k in range(1, rounds + 1):
+        keras.backend.clear_session()
+        gc.collect()
+        model = build_model(cfg.model, splits.spec)
+        model.compile(optimizer="adam", loss=cfg.train.loss, metrics=["accuracy"])
+        train, val, _ = make_datasets(splits, batch_size=cfg.train.batch_size, seed=0)
+        model.fit(train, validation_data=val, epochs=epochs, verbose=0)
+        print(f"round {k}", flush=True)
 
 
 def pipelines():
@@ -62,7 +96,8 @@ def pipelines():
 
 
 if __name__ == "__main__":
-    for p in pipelines()[:2]:
-        print(p.name, peak_rss(p))
-    rss = search_rss(trials=6)
-    print(rss)
+    if sys.argv[1:2] == ["plain-loop"]:  # the child of plain_loop_rss
+        _plain_loop(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        print({k: round(v) for k, v in plain_loop_rss(rounds=6).items()})
+        print({k: round(v) for k, v in search_rss(trials=6).items()})

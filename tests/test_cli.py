@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tfdl import store as store_module
+from tfdl.store import open_sqlite
 
 from .conftest import DIVERGING, PROJECT, TINY, run_tfdl, start_tfdl
 
@@ -124,6 +125,7 @@ def slow_pipeline(write_pipeline, epochs):
 def test_sigterm_marks_the_run_killed_and_keeps_its_backup(tmp_path, write_pipeline):
     folder = tmp_path / "store"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
+    open_sqlite(uri)  # polling a store the command is still creating would race it
     proc = start_tfdl("train", slow_pipeline(write_pipeline, 500), uri=uri)
     client = MlflowClient(uri)
     run = wait_for_epochs(client, folder, 1)
@@ -142,6 +144,7 @@ def test_sigterm_marks_the_run_killed_and_keeps_its_backup(tmp_path, write_pipel
 def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pipeline):
     folder = tmp_path / "store"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
+    open_sqlite(uri)
     proc = start_tfdl("train", slow_pipeline(write_pipeline, 6), uri=uri)
     client = MlflowClient(uri)
     run = wait_for_epochs(client, folder, 2)

@@ -23,6 +23,20 @@ def test_training_reshuffles_every_epoch_and_evaluation_keeps_order():
     assert [int(b.shape[0]) for b, _ in evaluate] == [16] * 6 + [4]
 
 
+def test_a_repeated_stream_is_the_same_epochs_without_end():
+    x = np.arange(100, dtype="float32").reshape(-1, 1)
+    y = np.arange(100)
+    stream = make_dataset(x, y, batch_size=16, training=True, seed=3, repeat=True)
+    batches = [b.numpy() for _, b in stream.take(3 * 7)]  # 7 batches make one epoch
+    assert [len(b) for b in batches] == [16] * 6 + [4] + [16] * 6 + [4] + [16] * 6 + [4]
+    epochs = [np.concatenate(batches[i : i + 7]) for i in (0, 7, 14)]
+    assert all(sorted(e) == list(range(100)) for e in epochs)  # each example once an epoch
+    assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+    # The epochs a fresh iterator starts with each time: the same shuffles, in the same order.
+    once = make_dataset(x, y, batch_size=16, training=True, seed=3)
+    assert np.array_equal(epochs[0], order(once)) and np.array_equal(epochs[1], order(once))
+
+
 def test_labels_follow_the_loss():
     spec = DataSpec(input_shape=(3,), task="multiclass", num_classes=4)
     x, y = np.zeros((10, 3)), np.arange(10) % 4

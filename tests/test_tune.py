@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tfdl.cli import main
 from tfdl.config import load_tuning, validate
+from tfdl.store import open_sqlite
 from tfdl.tune import planned
 
 from .conftest import TINY, free_port, start_tfdl
@@ -210,6 +211,7 @@ def test_an_interrupted_search_finishes_the_rest_without_duplicates(tmp_path, jo
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = job(max_trials=4, epochs=3)
     client = MlflowClient(uri)
+    open_sqlite(uri)  # polling a store the command is still creating would race it
     proc = start_tfdl("tune", path, uri=uri)
     deadline = time.time() + 240
     while time.time() < deadline:

@@ -81,7 +81,7 @@ def lr_find(cfg, *, min_lr: float, max_lr: float, steps: int, prepared=None) -> 
     cfg = cfg.model_copy(deep=True)
     cfg.callbacks.lr_schedule = None
     model = build(cfg, splits.spec)
-    train_ds = dataset(cfg, splits, "train")
+    train_ds = dataset(cfg, splits, "train", repeat=True)
     sweep = LRSweep(min_lr, max_lr, steps)
     settings = {"lr_find.min_lr": min_lr, "lr_find.max_lr": max_lr, "lr_find.steps": steps}
     with tracking.start_run(
@@ -91,7 +91,7 @@ def lr_find(cfg, *, min_lr: float, max_lr: float, steps: int, prepared=None) -> 
         run_name="lr-find",
         experiment=cfg.tracking.experiment,
     ) as run:
-        model.fit(train_ds.repeat(), epochs=steps, steps_per_epoch=1, callbacks=[sweep], verbose=0)
+        model.fit(train_ds, epochs=steps, steps_per_epoch=1, callbacks=[sweep], verbose=0)
         suggestion = suggest(sweep.lrs, sweep.losses)
         tracking.log_lr_find(settings, sweep.lrs, sweep.losses, smooth(sweep.losses), suggestion)
     return Sweep(run.info.run_id, sweep.lrs, sweep.losses, suggestion)

@@ -55,12 +55,13 @@ def build(cfg: PipelineConfig, spec, steps_per_epoch: int = 1):
     return compile_model(model, cfg, spec.task, steps_per_epoch)
 
 
-def dataset(cfg, splits, split: str):
-    """The "train", "val" or "test" split of a resolved pipeline as its tf.data pipeline."""
+def dataset(cfg, splits, split: str, repeat: bool = False):
+    """The "train", "val" or "test" split of a resolved pipeline as its tf.data pipeline;
+    `repeat`: an endless stream of epochs (make_dataset)."""
     t = cfg.train
     x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
     one_hot = t.loss == "categorical_crossentropy"
-    kw = dict(batch_size=t.batch_size, seed=t.seed, one_hot=one_hot)
+    kw = dict(batch_size=t.batch_size, seed=t.seed, one_hot=one_hot, repeat=repeat)
     return split_dataset(splits, x, y, training=split == "train", **kw)
 
 
@@ -74,7 +75,9 @@ def fit(model, cfg, splits, *, callbacks=(), epochs=None, initial_epoch=0, **sta
     probe = probe_batch(splits, health.batch_size, one_hot) if health else None
     stack = build_callbacks(cfg.callbacks, probe=probe, **stack_kwargs)
     history = model.fit(
-        dataset(cfg, splits, "train"),
+        # One stream for the whole fit (measured faster: benchmarks/results/analysis.md)
+        dataset(cfg, splits, "train", repeat=True),
+        steps_per_epoch=math.ceil(len(splits.y_train) / t.batch_size),
         validation_data=dataset(cfg, splits, "val"),
         epochs=epochs or t.epochs,
         initial_epoch=initial_epoch,

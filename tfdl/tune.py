@@ -7,6 +7,7 @@ and every config value is tunable with no code change.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -276,7 +277,14 @@ def _search(job, base, name, role, parent_id) -> SearchResult | None:
         _parent_file(name).write_text(parent_id)
     tuner = make_tuner(job, name, base, overwrite=False, strategy=strategy)
     tuner.parent_id = parent_id
-    tuner.search(verbose=0)
+    # Keras Tuner collects garbage twice before every build; over TensorFlow's heap that
+    # took 0.5 s each (benchmarks/results/analysis.md). What exists now lives for the
+    # whole search: freezing it leaves the collector only what trials create.
+    gc.freeze()
+    try:
+        tuner.search(verbose=0)
+    finally:
+        gc.unfreeze()  # a caller's later garbage is collectable again
     if role == "worker":
         return None
     result = summarise(tuner, job, base)

@@ -14,12 +14,17 @@ def make_dataset(
     training: bool,
     seed: int,
     num_classes: int | None = None,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
-    """from_tensor_slices -> (one-hot) -> cache -> shuffle (training only) -> batch -> prefetch.
+    """from_tensor_slices -> (one-hot) -> cache -> shuffle (training only) -> batch
+    -> (repeat) -> prefetch.
 
     The cache sits before the shuffle: caching after it would freeze the first epoch's
     order, and every later epoch would see the same batches. `num_classes` one-hot encodes
-    the labels (for categorical cross-entropy).
+    the labels (for categorical cross-entropy). `repeat` makes one endless stream of
+    epochs, each reshuffled and ending in its own partial batch: fed to model.fit with
+    steps_per_epoch, one iterator serves the whole fit, and the next epoch's shuffle buffer
+    fills in the background during validation instead of stalling the epoch's first step.
     """
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if num_classes:
@@ -29,7 +34,8 @@ def make_dataset(
     ds = ds.cache()
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
 
 
 def labels_for(y: np.ndarray, task: str) -> np.ndarray:
@@ -39,7 +45,9 @@ def labels_for(y: np.ndarray, task: str) -> np.ndarray:
     return y.astype("float32").reshape(-1, 1)
 
 
-def split_dataset(splits, x, y, *, batch_size: int, training: bool, seed: int, one_hot: bool):
+def split_dataset(
+    splits, x, y, *, batch_size: int, training: bool, seed: int, one_hot: bool, repeat=False
+):
     """One split of a Splits as a dataset: features cast, labels shaped for the task."""
     return make_dataset(
         x.astype("float32") if splits.spec.input_dtype == "float32" else x,  # else token ids
@@ -48,6 +56,7 @@ def split_dataset(splits, x, y, *, batch_size: int, training: bool, seed: int, o
         training=training,
         seed=seed,
         num_classes=splits.spec.num_classes if one_hot else None,
+        repeat=repeat,
     )
 
 

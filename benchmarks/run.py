@@ -1,13 +1,15 @@
 """`make bench`: every measurement, one table, and results/speed.md and .json.
 
 python -m benchmarks.run [section ...]   sections: defaults throughput tuning cli memory gpu
-A full run writes the results files; a partial one only prints its sections.
+A full run writes the results files; a partial one measures its sections again and
+replaces them in the results, each section stamped with the date and commit it ran at.
 """
 
 import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from importlib.metadata import version
@@ -46,16 +48,50 @@ def machine() -> dict:
     }
 
 
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "tfdl", "benchmarks"])
+    return out.stdout.strip() + ("+changes" if dirty.returncode else "")
+
+
+def isolated(section: str, *args: str):
+    """One measurement in a fresh process, as `tfdl train` runs: TensorFlow keeps every
+    graph a process traced (about 6 MiB a model, see the memory section), and a heap grown
+    by earlier measurements makes Python's collector, and every later one, slower."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--child", section, *args],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{section} {' '.join(args)}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(section: str, *args: str):
+    from benchmarks import defaults, throughput, tuning
+
+    match section:
+        case "defaults":
+            return defaults.sweep(args[0])
+        case "throughput":
+            return throughput.measure(args[0], throughput.MODELS[args[0]])
+        case "tuning":
+            return tuning.measure()
+    raise ValueError(section)
+
+
 def run(sections) -> dict:
-    from benchmarks import cli, defaults, gpu, memory, throughput, tuning
+    from benchmarks import cli, gpu, memory
+    from benchmarks.throughput import MODELS
 
     out = {"machine": machine()}
     if "defaults" in sections:
-        out["defaults"] = {name: defaults.sweep(name) for name in throughput.MODELS}
+        out["defaults"] = {name: isolated("defaults", name) for name in MODELS}
     if "throughput" in sections:
-        out["throughput"] = [throughput.measure(n, p) for n, p in throughput.MODELS.items()]
+        out["throughput"] = [isolated("throughput", name) for name in MODELS]
     if "tuning" in sections:
-        out["tuning"] = tuning.measure()
+        out["tuning"] = isolated("tuning")
     if "cli" in sections:
         out["cli"] = cli.measure()
     if "memory" in sections:
@@ -72,6 +108,18 @@ def run(sections) -> dict:
         }
     if "gpu" in sections:
         out["gpu"] = gpu.measure() if out["machine"]["gpu"] else "skipped: no GPU on this machine"
+    stamp = {"date": out["machine"]["date"], "commit": commit()}
+    out["measured"] = {section: stamp for section in sections}
+    return out
+
+
+def merged(old: dict, new: dict) -> dict:
+    """The earlier results with the sections measured again replaced."""
+    out = old | {k: v for k, v in new.items() if k != "measured"}
+    out["measured"] = old.get("measured", {}) | new["measured"]
+    for key in ("search_rss_mib", "plain_loop_rss_mib"):  # JSON made their keys strings
+        if key in out.get("memory", {}):
+            out["memory"][key] = {int(k): v for k, v in out["memory"][key].items()}
     return out
 
 
@@ -89,6 +137,9 @@ def markdown(r: dict) -> str:
         f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
         f"Keras Tuner {m['keras-tuner']}, MLflow {m['mlflow']}, NumPy {m['numpy']}.",
         "Every ratio is measured side by side in one run, repeat by repeat; medians quoted.",
+        "Measured: "
+        + "; ".join(f"{k} {v['date']} at {v['commit']}" for k, v in r["measured"].items())
+        + ".",
     ]
     if "throughput" in r:
         lines += [
@@ -186,6 +237,9 @@ def markdown(r: dict) -> str:
 
 
 def main(argv):
+    if argv[:1] == ["--child"]:  # one measurement of `isolated`, its result as JSON
+        print(json.dumps(child(*argv[1:])))
+        return
     sections = argv or SECTIONS
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -194,12 +248,15 @@ def main(argv):
     with tempfile.TemporaryDirectory() as store:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
         results = run(sections)
+    previous = RESULTS / "speed.json"
+    if set(sections) != set(SECTIONS) and previous.exists():
+        results = merged(json.loads(previous.read_text()), results)
     text = markdown(results)
     print(text)
-    if set(sections) == set(SECTIONS):
+    if set(sections) == set(SECTIONS) or previous.exists():
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "speed.md").write_text(text)
-        (RESULTS / "speed.json").write_text(json.dumps(results, indent=2) + "\n")
+        previous.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

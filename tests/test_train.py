@@ -160,3 +160,19 @@ def test_resume_refuses_finished_and_unknown_runs(store, capsys):
     )
     assert lines[1].startswith("error: --resume: no run '0123abc' in the store")
     assert lines[2].startswith("error: --resume: takes no pipeline or overrides")
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 7, "auto"])
+def test_every_epoch_takes_one_pass_over_the_training_split(steps_per_execution):
+    # 7 does not divide the epoch's steps: the last call of an epoch must stop at its end.
+    from tfdl.compile import prepare
+    from tfdl.train import build, fit
+
+    cfg, splits = prepare(
+        pipeline(train={**TINY["train"], "steps_per_execution": steps_per_execution})
+    )
+    steps = -(-len(splits.y_train) // cfg.train.batch_size)
+    assert steps % 7 != 0
+    model = build(cfg, splits.spec, steps)
+    fit(model, cfg, splits)
+    assert int(model.optimizer.iterations.numpy()) == cfg.train.epochs * steps

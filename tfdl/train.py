@@ -75,9 +75,9 @@ def fit(model, cfg, splits, *, callbacks=(), epochs=None, initial_epoch=0, **sta
     probe = probe_batch(splits, health.batch_size, one_hot) if health else None
     stack = build_callbacks(cfg.callbacks, probe=probe, **stack_kwargs)
     history = model.fit(
-        # One stream for the whole fit (measured faster: benchmarks/results/analysis.md)
-        dataset(cfg, splits, "train", repeat=True),
-        steps_per_epoch=math.ceil(len(splits.y_train) / t.batch_size),
+        # Not repeated with steps_per_epoch: Keras then runs whole steps_per_execution
+        # blocks, and an epoch whose steps they do not divide would run past its end.
+        dataset(cfg, splits, "train"),
         validation_data=dataset(cfg, splits, "val"),
         epochs=epochs or t.epochs,
         initial_epoch=initial_epoch,

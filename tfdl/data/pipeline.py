@@ -22,9 +22,8 @@ def make_dataset(
     The cache sits before the shuffle: caching after it would freeze the first epoch's
     order, and every later epoch would see the same batches. `num_classes` one-hot encodes
     the labels (for categorical cross-entropy). `repeat` makes one endless stream of
-    epochs, each reshuffled and ending in its own partial batch: fed to model.fit with
-    steps_per_epoch, one iterator serves the whole fit, and the next epoch's shuffle buffer
-    fills in the background during validation instead of stalling the epoch's first step.
+    epochs, each reshuffled and ending in its own partial batch (the learning-rate sweep's
+    steps, a benchmark's loop).
     """
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if num_classes:

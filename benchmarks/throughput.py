@@ -131,15 +131,16 @@ def limit_way(prepared, fed=False):
     `fed`, read from tfdl's tf.data pipeline (the training stream model.fit gets)."""
     cfg, splits = prepared
     bs = cfg.train.batch_size
-    x, y = _arrays(splits, splits.x_train, splits.y_train)
-    model = build(cfg, splits.spec, math.ceil(len(y) / bs))
+    total = len(splits.y_train)
+    model = build(cfg, splits.spec, math.ceil(total / bs))
     model.optimizer.build(model.trainable_variables)
     if fed:  # every batch of the epoch, the last partial one too (its batch dimension: None)
-        n, samples = math.ceil(len(y) / bs), len(y)
+        n, samples = math.ceil(total / bs), total
         stream = iter(dataset(cfg, splits, "train", repeat=True))
         batch = lambda i: next(stream)  # noqa: E731
-    else:  # whole batches only
-        n = len(y) // bs
+    else:  # whole batches only, already tensors
+        x, y = _arrays(splits, splits.x_train, splits.y_train)
+        n = total // bs
         samples = n * bs
         xs = tf.constant(x[: n * bs].reshape(n, bs, *x.shape[1:]))
         ys = tf.constant(y[: n * bs].reshape(n, bs, *y.shape[1:]))

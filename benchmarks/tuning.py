@@ -36,7 +36,8 @@ def plain(base, trials, splits, *, frozen=False):
         train_ds, val_ds, _ = make_datasets(splits, batch_size=cfg.train.batch_size, seed=0)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, verbose=0)
     seconds = time.perf_counter() - start
-    gc.unfreeze()
+    if frozen:
+        gc.unfreeze()
     return seconds
 
 

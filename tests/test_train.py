@@ -1,6 +1,7 @@
 """One run in-process: what MLflow records, callbacks, and how failures end a run."""
 
 import io
+import math
 
 import keras
 import mlflow
@@ -171,7 +172,7 @@ def test_every_epoch_takes_one_pass_over_the_training_split(steps_per_execution)
     cfg, splits = prepare(
         pipeline(train={**TINY["train"], "steps_per_execution": steps_per_execution})
     )
-    steps = -(-len(splits.y_train) // cfg.train.batch_size)
+    steps = math.ceil(len(splits.y_train) / cfg.train.batch_size)
     assert steps % 7 != 0
     model = build(cfg, splits.spec, steps)
     fit(model, cfg, splits)

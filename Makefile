@@ -16,10 +16,17 @@ JOBS ?= 3
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# One line per phase rather than pip's listing of every package; pip still prints its warnings
+# and errors.
 $(BIN)/tfdl: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2]); sys.exit(sys.version_info < (3, 11))' 2>/dev/null) || { \
+	  echo "error: tfdl needs Python 3.11+; found $${version:-no Python} at $(PYTHON) (set PYTHON=python3.11)" >&2; exit 1; }; \
+	echo "installing tfdl and its dependencies (TensorFlow, Keras, MLflow, Keras Tuner; about 1 GB to download, 3 GB on disk) into $(VENV): about 1-3 minutes on a fresh machine"; \
+	start=$$(date +%s); \
+	echo "  creating $(VENV) with Python $$version ($(PYTHON))" && $(PYTHON) -m venv $(VENV) && \
+	echo "  upgrading pip" && $(BIN)/pip install --quiet --upgrade pip && \
+	echo "  installing tfdl[dev] in editable mode" && $(BIN)/pip install --quiet -e '.[dev]' || exit 1; \
+	echo "installed in $$(($$(date +%s) - start)) s; make help lists the targets"
 	@touch $@
 
 install: $(BIN)/tfdl ## Create .venv and install tfdl with its dev tools

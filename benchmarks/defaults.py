@@ -4,28 +4,26 @@ Each setting trains the same model with tfdl's tf.data pipeline and callbacks; t
 steady-state samples/s of each is reported as a ratio to steps_per_execution 1, no XLA.
 """
 
-import math
-
 import keras
 
 from benchmarks.clock import EpochClock, median
 from benchmarks.throughput import MODELS, setup
-from tfdl.train import build, fit
+from tfdl.prepared import Prepared
+from tfdl.training import build, fit
 
 STEPS = (1, 32, 128)
 JIT = (False, True)
 
 
-def samples_per_second(prepared, steps, jit):
-    cfg, splits = prepared
-    cfg = cfg.model_copy(deep=True)
+def samples_per_second(prepared: Prepared, steps, jit):
+    cfg = prepared.cfg.model_copy(deep=True)
     cfg.train.steps_per_execution, cfg.train.jit_compile = steps, jit
-    per_epoch = math.ceil(len(splits.y_train) / cfg.train.batch_size)
-    model = build(cfg, splits.spec, per_epoch)
+    p = prepared.with_config(cfg)
+    model = build(p)
     clock = EpochClock()
-    fit(model, cfg, splits, callbacks=[clock])  # tfdl's data and callbacks, no MLflow
+    fit(model, p, callbacks=[clock])  # tfdl's data and callbacks, no MLflow
     keras.backend.clear_session()
-    return len(splits.y_train) / clock.steady()
+    return len(p.splits.y_train) / clock.steady()
 
 
 def sweep(name, *, epochs=3, repeats=2):

@@ -24,7 +24,7 @@ def measure(name="cnn2d", epochs=4, repeats=3):
             for _ in range(repeats):
                 keras.mixed_precision.set_global_policy(policy)
                 clock, _, _ = tfdl_way(prepared)
-                runs.append(len(prepared[1].y_train) / clock.steady())
+                runs.append(len(prepared.splits.y_train) / clock.steady())
             results[f"{policy} xla={xla}"] = median(runs)
     keras.mixed_precision.set_global_policy("float32")
     return results

@@ -74,20 +74,18 @@ def _plain_loop(job, rounds, epochs):
 
     import keras
 
-    from tfdl.compile import prepare
     from tfdl.config import load_tuning, validate
-    from tfdl.data.pipeline import make_datasets
     from tfdl.models import build_model
+    from tfdl.prepared import prepare
 
     _, base = load_tuning(job, [f"epochs={epochs}"])
-    cfg, splits = prepare(validate(base))
+    p = prepare(validate(base))
     for k in range(1, rounds + 1):
         keras.backend.clear_session()
         gc.collect()
-        model = build_model(cfg.model, splits.spec)
-        model.compile(optimizer="adam", loss=cfg.train.loss, metrics=["accuracy"])
-        train, val, _ = make_datasets(splits, batch_size=cfg.train.batch_size, seed=0)
-        model.fit(train, validation_data=val, epochs=epochs, verbose=0)
+        model = build_model(p.cfg.model, p.spec)
+        model.compile(optimizer="adam", loss=p.cfg.train.loss, metrics=["accuracy"])
+        model.fit(p.dataset("train"), validation_data=p.dataset("val"), epochs=epochs, verbose=0)
         print(f"round {k}", flush=True)
 
 

@@ -9,7 +9,6 @@ And, to tell apart what separates a from c: the limit's loop reading each batch 
 tf.data pipeline instead of memory ("fed"): the cost of having an input pipeline at all.
 """
 
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +18,12 @@ import tensorflow as tf
 
 from benchmarks.clock import EpochClock, median
 from tfdl import tracking
-from tfdl.compile import make_metrics, make_optimizer, prepare
+from tfdl.compile import make_metrics, make_optimizer
 from tfdl.config import load_pipeline
 from tfdl.data.pipeline import labels_for
 from tfdl.models import build_model
-from tfdl.train import build, dataset, fit, train
+from tfdl.prepared import Prepared, prepare
+from tfdl.training import build, fit, train
 
 # The course's models the issue names, each in its shipped pipeline.
 MODELS = {
@@ -38,14 +38,14 @@ MODELS = {
 EPOCHS = {"deep_mlp": 10, "cnn2d": 6}
 
 
-def setup(pipeline, epochs, overrides=()):
+def setup(pipeline, epochs, overrides=()) -> Prepared:
     cfg = load_pipeline(pipeline, [f"train.epochs={epochs}", "train.verbose=0", *overrides])
     return prepare(cfg)
 
 
-def _arrays(splits, x, y):
-    x = x.astype("float32") if splits.spec.input_dtype == "float32" else x
-    return x, labels_for(y, splits.spec.task)
+def _arrays(p: Prepared, x, y):
+    x = x.astype("float32") if p.spec.input_dtype == "float32" else x
+    return x, labels_for(y, p.spec.task)
 
 
 class TimedLogging:
@@ -84,62 +84,60 @@ class TimedLogging:
         return self.seconds / self.epochs
 
 
-def tfdl_way(prepared):
+def tfdl_way(p: Prepared):
     """The epoch clock of a tracked run, its MLflow logging seconds per epoch, and the
     seconds from the end of fit to the end of the run (test metrics, model, plots)."""
     clock = EpochClock()
     with TimedLogging() as logging:
-        train(prepared[0], prepared=prepared, callbacks=[clock])
+        train(p, callbacks=[clock])
     return clock, logging.per_epoch, time.perf_counter() - clock.ended
 
 
-def untracked_way(prepared):
+def untracked_way(p: Prepared):
     """The same model, data and callback stack (backups included), with no MLflow logging."""
-    cfg, splits = prepared
-    model = build(cfg, splits.spec, math.ceil(len(splits.y_train) / cfg.train.batch_size))
+    model = build(p)
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as run_dir:
-        fit(model, cfg, splits, callbacks=[clock], run_dir=Path(run_dir))
+        fit(model, p, callbacks=[clock], run_dir=Path(run_dir))
     return clock
 
 
-def naive_way(prepared):
+def naive_way(p: Prepared):
     """What a user writes by hand: the same model and optimizer, default compile settings."""
-    cfg, splits = prepared
+    cfg, splits = p.cfg, p.splits
     keras.utils.set_random_seed(cfg.train.seed)
-    model = build_model(cfg.model, splits.spec)
+    model = build_model(cfg.model, p.spec)
     model.compile(
         optimizer=make_optimizer(cfg.train.optimizer),
         loss=cfg.train.loss,
-        metrics=make_metrics(cfg.train.metrics, splits.spec.task, cfg.train.loss),
+        metrics=make_metrics(cfg.train.metrics, p.spec.task, p.one_hot),
     )
     clock = EpochClock()
     model.fit(
-        *_arrays(splits, splits.x_train, splits.y_train),
+        *_arrays(p, splits.x_train, splits.y_train),
         batch_size=cfg.train.batch_size,
         epochs=cfg.train.epochs,
-        validation_data=_arrays(splits, splits.x_val, splits.y_val),
+        validation_data=_arrays(p, splits.x_val, splits.y_val),
         callbacks=[clock],
         verbose=0,
     )
     return clock
 
 
-def limit_way(prepared, fed=False):
+def limit_way(p: Prepared, fed=False):
     """Seconds per epoch, and samples in it, of tfdl's compiled train step in one
     `tf.function` looping over the epoch's batches: already in memory as tensors, or with
     `fed`, read from tfdl's tf.data pipeline (the training stream model.fit gets)."""
-    cfg, splits = prepared
-    bs = cfg.train.batch_size
-    total = len(splits.y_train)
-    model = build(cfg, splits.spec, math.ceil(total / bs))
+    bs = p.cfg.train.batch_size
+    total = len(p.splits.y_train)
+    model = build(p)
     model.optimizer.build(model.trainable_variables)
     if fed:  # every batch of the epoch, the last partial one too (its batch dimension: None)
-        n, samples = math.ceil(total / bs), total
-        stream = iter(dataset(cfg, splits, "train", repeat=True))
+        n, samples = p.steps_per_epoch, total
+        stream = iter(p.dataset("train", repeat=True))
         batch = lambda i: next(stream)  # noqa: E731
-    else:  # whole batches only, already tensors
-        x, y = _arrays(splits, splits.x_train, splits.y_train)
+    else:  # whole batches only (not p.steps_per_epoch: no partial last one), already tensors
+        x, y = _arrays(p, p.splits.x_train, p.splits.y_train)
         n = total // bs
         samples = n * bs
         xs = tf.constant(x[: n * bs].reshape(n, bs, *x.shape[1:]))
@@ -156,7 +154,7 @@ def limit_way(prepared, fed=False):
             step(batch(i))
 
     times = []
-    for _ in range(cfg.train.epochs):
+    for _ in range(p.cfg.train.epochs):
         start = tf.timestamp()
         epoch()
         times.append(float(tf.timestamp() - start))
@@ -167,7 +165,7 @@ def measure(name, pipeline, *, epochs=None, repeats=3, overrides=()):
     """Median samples/s of each way and the ratios, taken repeat by repeat side by side;
     the per-epoch cost of tracking, and its fixed cost at the end of a run."""
     prepared = setup(pipeline, epochs or EPOCHS.get(name, 4), overrides)
-    n = len(prepared[1].y_train)
+    n = len(prepared.splits.y_train)
     rows = []
     for _ in range(repeats):
         tracked, logging, end_cost = tfdl_way(prepared)

@@ -9,6 +9,7 @@ import pytest
 from keras import ops
 from mlflow.tracking import MlflowClient
 
+from tfdl import train
 from tfdl.callbacks.dropout_schedule import DropoutScheduler
 from tfdl.callbacks.gradients import GradientHealth, layer_gradient_norms
 from tfdl.callbacks.lr_schedules import OneCycle, make_lr_schedule
@@ -16,7 +17,6 @@ from tfdl.callbacks.schema import CallbacksConfig, DropoutSchedule
 from tfdl.callbacks.stack import ORDER, build_callbacks
 from tfdl.config import validate
 from tfdl.layers import ScheduledDropout
-from tfdl.train import train
 
 from .conftest import DIVERGING, TINY
 

@@ -126,7 +126,7 @@ def test_formats(runs):
     assert len(lines) == 2 + len(table) and all(line.endswith("|") for line in lines)
     with pytest.raises(ConfigError) as err:
         render(table, "html")
-    assert err.value.field == "--format"
+    assert err.value.field == "format"
 
 
 def test_curves_plot_is_png(runs, tmp_path):
@@ -139,10 +139,10 @@ def test_curves_plot_is_png(runs, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, field, words",
     [
-        ({"experiments": ["nope"]}, "--experiment", "digits, moons"),
-        ({"metric": "val_auc"}, "--metric", "val_accuracy"),
-        ({"filter_string": "params.model.arch == "}, "--filter", "MLflow search syntax"),
-        ({"filter_string": "params.model.arch = 'rnn'"}, "--filter", "no training run"),
+        ({"experiments": ["nope"]}, "experiment", "digits, moons"),
+        ({"metric": "val_auc"}, "metric", "val_accuracy"),
+        ({"filter_string": "params.model.arch == "}, "filter", "MLflow search syntax"),
+        ({"filter_string": "params.model.arch = 'rnn'"}, "filter", "no training run"),
     ],
 )
 def test_errors(runs, kwargs, field, words):
@@ -155,7 +155,7 @@ def test_errors(runs, kwargs, field, words):
 def test_empty_store_is_not_created(store):
     with pytest.raises(ConfigError) as err:
         compare()
-    assert err.value.field == "--experiment"
+    assert err.value.field == "experiment"
     assert not (store / "mlflow.db").exists()
 
 

@@ -95,10 +95,8 @@ def test_clipping_really_clips():
 
 
 def test_metrics_are_named_as_configured():
-    metrics = make_metrics(
-        ["accuracy", "auc", "precision", "recall"], "binary", "binary_crossentropy"
-    )
+    metrics = make_metrics(["accuracy", "auc", "precision", "recall"], "binary", one_hot=False)
     assert [m.name for m in metrics] == ["accuracy", "auc", "precision", "recall"]
     assert isinstance(metrics[0], keras.metrics.BinaryAccuracy)
-    one_hot = make_metrics(["accuracy"], "multiclass", "categorical_crossentropy")[0]
+    one_hot = make_metrics(["accuracy"], "multiclass", one_hot=True)[0]
     assert isinstance(one_hot, keras.metrics.CategoricalAccuracy)

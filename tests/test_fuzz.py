@@ -10,6 +10,7 @@ import types
 import typing
 from typing import Annotated, Literal, Union
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -311,8 +312,10 @@ def test_an_accepted_pipeline_builds_or_is_refused_in_one_line(raw, draw):
     import keras
 
     from tfdl.compile import TASK_LOSSES, TASK_METRICS, resolve
+    from tfdl.data.spec import Splits
     from tfdl.models.schema import ARCHITECTURES
-    from tfdl.train import build
+    from tfdl.prepared import Prepared
+    from tfdl.training import build
 
     tasks = ARCHITECTURES[raw["model"]["arch"]].tasks
     spec = draw.draw(st.sampled_from([s for s in SPECS if s.task in tasks]), label="spec")
@@ -324,6 +327,9 @@ def test_an_accepted_pipeline_builds_or_is_refused_in_one_line(raw, draw):
     cfg = accepted_or_one_line(lambda: validate(raw))
     resolved = None if cfg is None else accepted_or_one_line(lambda: resolve(cfg, spec))
     if resolved is not None:
-        model = accepted_or_one_line(lambda: build(resolved, spec, steps_per_epoch=3))
+        # No data is needed to build: only its spec, and three batches' worth of labels.
+        labels = np.zeros(3 * resolved.train.batch_size)
+        splits = Splits(None, labels, None, None, None, None, spec)
+        model = accepted_or_one_line(lambda: build(Prepared(resolved, splits)))
         assert model is None or model.optimizer is not None
     keras.backend.clear_session()

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tfdl import train
 from tfdl.cli import main
 from tfdl.config import validate
 from tfdl.data.split import load_splits
-from tfdl.train import train
 
 from .conftest import TINY
 

@@ -2,6 +2,7 @@
 one says why it ended, and running the command again completes the work."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +14,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tfdl import tracking
-from tfdl.callbacks.backup import signals_deferred
 from tfdl.cli import main
+from tfdl.signals import signals_deferred
 from tfdl.store import open_sqlite
 
 from .conftest import PROJECT, TINY, start_tfdl
@@ -234,7 +235,10 @@ def test_an_interrupted_search_is_killed_and_the_same_command_finishes_it(
         "interrupted: the search and its current trial are marked KILLED; "
         "run the same command again to finish the search"
     ]
-    assert "trial 1 of 2" in out and "trial 2 of 2" not in out
+    assert "trial 1 of 2:" in out and "trial 2 of 2:" not in out  # the second never ended
+    # Each epoch shows as it ends, with the trial's time and the search's time left.
+    progress = r"trial 1 of 2, epoch 3/3: loss [\d.]+, val_loss [\d.]+, val_accuracy [\d.]+ "
+    assert re.search(progress + r"\(\d+ s; search about \d+ (s|min) left\)", out), out
     (parent,), children = search_runs(client, db)
     assert parent.info.status == "KILLED" and "interrupted" in parent.data.tags["tfdl.error"]
     assert children["0"].info.status == "FINISHED"
@@ -263,11 +267,12 @@ def test_a_crash_in_the_only_trial_fails_it_and_the_search(
 ):
     crash_at_epoch(2)
     assert main(["tune", str(search_job(max_trials=1))]) == 1
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: the search failed: RuntimeError: no trial of the search finished"
-    ]
     client = MlflowClient()
     (parent,), children = search_runs(client, store / "mlflow.db")
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the search failed: RuntimeError: no trial of the search finished; "
+        f"run {parent.info.run_id} is marked FAILED, its error.txt has the traceback"
+    ]
     (child,) = children.values()
     assert child.info.status == "FAILED"
     assert child.data.tags["tfdl.error"] == "RuntimeError: injected crash at epoch 2"
@@ -326,7 +331,8 @@ def test_a_signal_while_a_run_opens_lands_once_the_run_is_guarded(store):
         return run_id
 
     try:
-        with pytest.raises(KeyboardInterrupt), tracking.ended(open_run):
+        lifecycle = tracking.run_lifecycle(open_run, kind="training", interrupted="interrupted")
+        with pytest.raises(KeyboardInterrupt), lifecycle:
             pytest.fail("the signal must stop the work before it starts")
     finally:
         signal.signal(signal.SIGTERM, previous)

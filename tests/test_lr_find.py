@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tfdl.callbacks.lr_sweep import LRSweep
 from tfdl.cli import main
-from tfdl.lr_find import LRSweep, smooth, suggest
+from tfdl.lr_find import smooth, suggest
 
 from .conftest import TINY
 

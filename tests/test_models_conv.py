@@ -130,12 +130,17 @@ def test_cnn2d_rejects_flat_input_with_a_hint():
 
 
 def test_flat_input_is_a_config_error_in_a_run():
+    from tfdl.compile import resolve
     from tfdl.config import validate
-    from tfdl.train import build
+    from tfdl.data.spec import Splits
+    from tfdl.prepared import Prepared
+    from tfdl.training import build
 
     cfg = validate({"data": {"source": "digits"}, "model": {"arch": "cnn2d"}})
+    flat = spec((64,))
+    splits = Splits(None, np.zeros(64), None, None, None, None, flat)  # building needs no data
     with pytest.raises(ConfigError, match="as_images"):
-        build(cfg, spec((64,)))
+        build(Prepared(resolve(cfg, flat), splits))
 
 
 def test_cnn1d_reads_a_flat_vector_as_a_sequence():

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfdl.compile import prepare
 from tfdl.config import validate
 from tfdl.data.spec import take
 from tfdl.pictures import PictureWarning, attention_scores, predicted_classes, run_pictures
-from tfdl.train import build
+from tfdl.prepared import prepare
+from tfdl.training import build
 
 # A picture that fails only warns at run time; here it must fail the test.
 pytestmark = pytest.mark.filterwarnings("error::tfdl.pictures.PictureWarning")
@@ -45,8 +45,9 @@ def setup(data, model, epochs=0):
             "tracking": {"experiment": "test"},
         }
     )
-    cfg, splits = prepare(cfg)
-    model = build(cfg, splits.spec)
+    p = prepare(cfg)
+    cfg, splits = p.cfg, p.splits
+    model = build(p)
     if epochs:
         model.fit(splits.x_train, splits.y_train, epochs=epochs, batch_size=32, verbose=0)
     return model, cfg, splits

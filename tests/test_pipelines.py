@@ -3,9 +3,9 @@
 import keras
 import pytest
 
-from tfdl.compile import prepare
 from tfdl.config import load_pipeline
-from tfdl.train import build
+from tfdl.prepared import prepare
+from tfdl.training import build
 
 from .conftest import PROJECT
 from .test_text import CORPUS
@@ -25,7 +25,8 @@ def test_a_shipped_pipeline_builds(path, tmp_path):
         overrides.append(
             "data.num_samples=200" if raw.data.source == "mnist1d" else "data.n_samples=300"
         )
-    cfg, splits = prepare(load_pipeline(path, overrides))
-    model = build(cfg, splits.spec)
+    p = prepare(load_pipeline(path, overrides))
+    cfg = p.cfg
+    model = build(p)
     assert isinstance(model, keras.Model) and model.optimizer is not None
     assert cfg.model.arch in path.read_text() and cfg.description  # `tfdl list` shows it

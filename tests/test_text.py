@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfdl import train
 from tfdl.config import validate
 from tfdl.data import text
 from tfdl.data.schema import AbcTunes
@@ -21,7 +22,6 @@ from tfdl.layers import ScheduledDropout
 from tfdl.models import build_model
 from tfdl.models.language import build_char_lm, generate_text
 from tfdl.models.schema import ARCHITECTURES
-from tfdl.train import train
 
 N_TUNES = 12
 TITLE = re.compile(r"T:(Reel \d\d)\n")
@@ -351,11 +351,11 @@ def test_a_vocabulary_without_x_starts_from_a_seeded_character(lm):
 def test_bad_sampling_arguments_are_config_errors(lm):
     with pytest.raises(ConfigError) as err:
         generate_text(lm, SPEC, prompt="X:1\nT:Ré\u00e9", length=5, temperature=1.0, seed=0)
-    line = one_line_error(err, "--prompt")
+    line = one_line_error(err, "prompt")
     assert "characters not in the model's vocabulary: é" in line and "allowed: '\\n'" in line
     with pytest.raises(ConfigError) as err:
         generate_text(lm, SPEC, prompt="X", length=5, temperature=0.0, seed=0)
-    one_line_error(err, "--temperature")
+    one_line_error(err, "temperature")
 
 
 # -------------------------------------------------------------------------- one whole run
@@ -390,8 +390,8 @@ def test_tfdl_generate_writes_text_from_a_logged_run(store, corpus):
     """The whole path: train a tiny char_lm, then `tfdl generate` in a fresh process."""
     import os
 
+    from tfdl import train
     from tfdl.config import validate
-    from tfdl.train import train
 
     from .conftest import run_tfdl
 

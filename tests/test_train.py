@@ -11,10 +11,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tfdl import tracking
+from tfdl import tracking, train
 from tfdl.callbacks.stack import Stack
 from tfdl.config import validate
-from tfdl.train import train
+from tfdl.prepared import prepare
 
 from .conftest import TINY
 
@@ -38,7 +38,7 @@ def test_a_run_records_config_metrics_artifacts_and_model(store):
         train={**TINY["train"], "epochs": 3},
         tracking={"experiment": "test", "run_name": "tiny", "tags": {"team": "a"}},
     )
-    result = train(cfg, pipeline_path="pipelines/mlp.yaml")
+    result = train(prepare(cfg, path="pipelines/mlp.yaml"))
     run = MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny"
     p = run.data.params
@@ -116,7 +116,7 @@ def test_early_stopping_and_plateau_show_in_the_logged_curves(store):
 
 
 def test_a_failure_ends_the_run_failed_with_the_reason(store, monkeypatch):
-    def boom(**kwargs):
+    def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(tracking, "log_results", boom)
@@ -132,7 +132,7 @@ def test_an_interrupt_ends_the_run_killed(store, monkeypatch):
         def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("tfdl.train.build_callbacks", lambda cfg, **kw: Stack([Interrupt()]))
+    monkeypatch.setattr("tfdl.training.build_callbacks", lambda cfg, **kw: Stack([Interrupt()]))
     with pytest.raises(KeyboardInterrupt):
         train(pipeline())
     (run,) = runs()
@@ -166,14 +166,11 @@ def test_resume_refuses_finished_and_unknown_runs(store, capsys):
 @pytest.mark.parametrize("steps_per_execution", [1, 7, "auto"])
 def test_every_epoch_takes_one_pass_over_the_training_split(steps_per_execution):
     # 7 does not divide the epoch's steps: the last call of an epoch must stop at its end.
-    from tfdl.compile import prepare
-    from tfdl.train import build, fit
+    from tfdl.training import build, fit
 
-    cfg, splits = prepare(
-        pipeline(train={**TINY["train"], "steps_per_execution": steps_per_execution})
-    )
-    steps = math.ceil(len(splits.y_train) / cfg.train.batch_size)
-    assert steps % 7 != 0
-    model = build(cfg, splits.spec, steps)
-    fit(model, cfg, splits)
-    assert int(model.optimizer.iterations.numpy()) == cfg.train.epochs * steps
+    p = prepare(pipeline(train={**TINY["train"], "steps_per_execution": steps_per_execution}))
+    steps = math.ceil(len(p.splits.y_train) / p.cfg.train.batch_size)
+    assert steps == p.steps_per_epoch and steps % 7 != 0
+    model = build(p)
+    fit(model, p)
+    assert int(model.optimizer.iterations.numpy()) == p.cfg.train.epochs * steps

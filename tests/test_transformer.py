@@ -352,10 +352,10 @@ def test_exact_match_equals_a_one_by_one_greedy_decode(trained, date_data):
 
 def test_translate_checks_the_prompt_and_stops_at_length(trained, date_data):
     model, spec = trained[0], date_data.spec
-    with pytest.raises(ConfigError, match=r"--prompt: .*'\?'.*allowed: .*0123456789") as err:
+    with pytest.raises(ConfigError, match=r"prompt: .*'\?'.*allowed: .*0123456789") as err:
         tr.translate(model, spec, prompt="3 march 2021?", length=11, temperature=1.0, seed=0)
-    assert err.value.field == "--prompt"
-    with pytest.raises(ConfigError, match="--prompt"):
+    assert err.value.field == "prompt"
+    with pytest.raises(ConfigError, match="prompt"):
         tr.translate(model, spec, prompt="3" * 33, length=11, temperature=1.0, seed=0)
     assert (
         len(tr.translate(model, spec, prompt="3 march 2021", length=3, temperature=0.5, seed=1))

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from tfdl.cli import main
 from tfdl.config import load_tuning, validate
+from tfdl.search import planned
 from tfdl.store import open_sqlite
-from tfdl.tune import planned
 
 from .conftest import TINY, free_port, start_tfdl
 

@@ -1,6 +1,9 @@
-"""The `tfdl` command. TensorFlow is imported only by the commands that train.
+"""The `tfdl` command: the only module that knows flag names. TensorFlow is imported only
+once a command's input has passed.
 
-Bad input is one line on stderr, `error: <field>: <problem>; allowed: ...`, exit code 2.
+Every command runs inside one guard: bad input is one line on stderr,
+`error: <field>: <problem>; allowed: ...`, exit code 2; Ctrl-C or SIGTERM exit 130; a
+crash exits 1 with one line naming the run marked FAILED or where its traceback is.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train, track and compare the models of an introductory deep-learning course.",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.commands = sub  # the guard names a setting by its command's flag
 
     t = sub.add_parser("train", help="train a pipeline and record it in MLflow")
     t.add_argument("pipeline", nargs="?", help="a pipeline YAML file, e.g. pipelines/mlp.yaml")
@@ -89,140 +93,120 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
-        commands = {
-            "train": _train,
-            "lr-find": _lr_find,
-            "tune": _tune,
-            "list": _list,
-            "generate": _generate,
-            "evaluate": _evaluate,
-            "compare": _compare,
-            "predict": _predict,
-            "ui": _ui,
-        }
-        return commands[args.command](args)
+        args = parser.parse_args(argv)
     except ConfigError as err:
         print(err.line(), file=sys.stderr)
         return 2
+    commands = {
+        "train": _train,
+        "lr-find": _lr_find,
+        "tune": _tune,
+        "list": _list,
+        "generate": _generate,
+        "evaluate": _evaluate,
+        "compare": _compare,
+        "predict": _predict,
+        "ui": _ui,
+    }
+    return guarded(args.command, lambda: commands[args.command](args), _flags(parser, args.command))
 
 
-def _import_tensorflow_quietly():
-    """Import TensorFlow without its C++ start-up notices (no CUDA driver, CPU features).
+# ------------------------------------------------------------------------------ the guard
 
-    They are written to the stderr file descriptor before logging is set up, so no
-    setting hides them; TF_CPP_MIN_LOG_LEVEL (default here 3) governs the rest.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
-        import tensorflow  # noqa: F401  # the user asked to see TensorFlow's logs
-
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+# What the command was doing, for its one line when it crashes.
+DOING = {"train": "training", "tune": "the search", "lr-find": "the learning-rate sweep"}
+# What to do after an interrupt, by command ({run} is the killed run).
+AFTER_INTERRUPT = {
+    "train": "continue it with tfdl train --resume {run}",
+    "tune": "run the same command again to finish the search",
+    "lr-find": "run the sweep again",
+}
+KINDS = {"search": "the search", "trial": "its current trial"}
 
 
-def _check_store() -> None:
-    """Refuse a store that cannot take a run before TensorFlow loads, not after training.
-
-    Nothing is created here: a store that does not exist yet is only checked to be creatable.
-    """
-    from urllib.parse import urlparse
-
-    from tfdl.store import sqlite_path, tracking_uri
-
-    uri, field = tracking_uri(), "MLFLOW_TRACKING_URI"
-    allowed = "sqlite:///path/to/mlflow.db in a writable folder, or a tracking server's URL"
-    db = sqlite_path(uri)
-    if db is None:
-        opted_in = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1")
-        if urlparse(uri).scheme in ("", "file") and not opted_in:
-            raise ConfigError(field, f"{uri} is a plain folder, which MLflow refuses", allowed)
-        return  # a server answers for itself
-    if db.exists():
-        if not db.is_file():
-            raise ConfigError(field, f"{db} is not a file", allowed)
-        if not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK)):
-            raise ConfigError(field, f"{db} is not writable", allowed)
-        with open(db, "rb") as file:
-            header = file.read(16)
-        if header and header != b"SQLite format 3\x00":  # an empty file is a new database
-            raise ConfigError(field, f"{db} is not an SQLite database", allowed)
-        return
-    folder = next(p for p in db.parents if p.exists())  # what MLflow would create it in
-    if not folder.is_dir():
-        raise ConfigError(field, f"cannot create {db}: {folder} is not a folder", allowed)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(field, f"cannot create {db}: {folder} is not writable", allowed)
-
-
-def _train(args) -> int:
-    from tfdl.compile import prepare
-    from tfdl.config import load_pipeline
-
-    # Everything that can reject the input runs before TensorFlow loads.
-    if args.resume:
-        if args.pipeline or args.overrides:
-            raise ConfigError(
-                "--resume", "takes no pipeline or overrides", "tfdl train --resume RUN_ID"
-            )
-        from tfdl.tracking import resumable
-
-        cfg, _ = resumable(args.resume)
-    elif args.pipeline:
-        cfg = load_pipeline(args.pipeline, args.overrides)
-    else:
-        raise ConfigError(
-            "tfdl train", "needs a pipeline file or --resume RUN_ID", "tfdl train PIPELINE.yaml"
-        )
-    prepared = prepare(cfg)
-    _check_store()
-    # SIGTERM ends the run like Ctrl-C: marked KILLED in MLflow, never left RUNNING.
+def guarded(command: str, work, flags: dict[str, str] | None = None) -> int:
+    """Run one command: bad input is its one-line error and exit 2; Ctrl-C or SIGTERM
+    exit 130 (the run in progress is marked KILLED by its lifecycle); a crash exits 1
+    with one line naming the run marked FAILED or the file holding the traceback."""
+    # SIGTERM ends a command like Ctrl-C: its run is marked KILLED, never left RUNNING.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    seen = len(_endings())
     try:
-        _import_tensorflow_quietly()
-        from tfdl.train import train
-
-        result = train(cfg, pipeline_path=args.pipeline, prepared=prepared, resume_id=args.resume)
-    except ConfigError:
-        raise
+        return work()
+    except ConfigError as err:
+        print(_flagged(err, flags or {}).line(), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        run = _last_run()
-        if run is None:
-            print("interrupted before a run started: nothing was recorded", file=sys.stderr)
-        else:
-            resume = f"continue it with tfdl train --resume {run}"
-            print(f"interrupted: run {run} is marked KILLED; {resume}", file=sys.stderr)
+        print(_interrupted(command, _endings()[seen:]), file=sys.stderr)
         return 130
-    except FloatingPointError as err:  # the loss diverged: a result, not a bug
-        print(f"error: training diverged: {err}; the run is marked FAILED", file=sys.stderr)
+    except Exception as err:  # one line here; the run (or a file) keeps the traceback
+        print(_crashed(command, err, _endings()[seen:]), file=sys.stderr)
         return 1
-    except Exception as err:  # one line here; the run keeps the traceback
-        run = _last_run()
-        where = f"; run {run} is marked FAILED, its error.txt has the traceback" if run else ""
-        print(f"error: training failed: {_one_line(err)}{where}", file=sys.stderr)
-        return 1
-    metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
-    print(f"run {result.run_id} finished: {metrics}")
-    print("compare runs with `make ui`")
-    return 0
 
 
-def _last_run() -> str | None:
-    """The id of the run this process trained last (or was training), if it started one."""
-    if "mlflow" not in sys.modules:  # stopped before anything was recorded
+def _endings():
+    """The runs this process ended (none if it never loaded the tracking layer)."""
+    if "tfdl.tracking.lifecycle" not in sys.modules:
+        return []
+    return sys.modules["tfdl.tracking.lifecycle"].endings()
+
+
+def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """The options of `command` by the setting they set: {"run_id": "--run-id", ...}."""
+    actions = parser.commands.choices[command]._actions
+    return {a.dest: a.option_strings[-1] for a in actions if a.option_strings}
+
+
+def _flagged(err: ConfigError, flags: dict[str, str]) -> ConfigError:
+    """The error with its setting named as the command line spells it."""
+    if err.field not in flags:
+        return err
+    return ConfigError(flags[err.field], err.problem, err.allowed)
+
+
+def _interrupted(command: str, ended) -> str:
+    killed = [e for e in ended if e.status == "KILLED"]
+    if not killed:
+        return "interrupted before a run started: nothing was recorded"
+    hint = AFTER_INTERRUPT.get(command, "").format(run=killed[-1].run_id)
+    if {e.kind for e in killed} <= {"search", "trial"}:
+        what = " and ".join(KINDS[e.kind] for e in reversed(killed))
+        return f"interrupted: {what} {'are' if len(killed) > 1 else 'is'} marked KILLED; {hint}"
+    runs = ", ".join(f"run {e.run_id}" for e in killed)
+    line = f"interrupted: {runs} {'are' if len(killed) > 1 else 'is'} marked KILLED"
+    return f"{line}; {hint}" if hint else line
+
+
+def _crashed(command: str, err: Exception, ended) -> str:
+    failed = [e for e in ended if e.status == "FAILED"]
+    doing = DOING.get(command, f"tfdl {command}")
+    if isinstance(err, FloatingPointError):  # the loss diverged: a result, not a bug
+        run = f"run {failed[-1].run_id}" if failed else "the run"
+        return f"error: {doing} diverged: {err}; {run} is marked FAILED"
+    line = f"error: {doing} failed: {_one_line(err)}"
+    if failed and failed[-1].traceback_saved:
+        return f"{line}; run {failed[-1].run_id} is marked FAILED, its error.txt has the traceback"
+    where = f"; run {failed[-1].run_id} is marked FAILED" if failed else ""
+    saved = _save_traceback(command)
+    return f"{line}{where}; {f'traceback in {saved}' if saved else 'the traceback was not saved'}"
+
+
+def _save_traceback(command: str) -> str | None:
+    """The traceback of the exception being handled, in a file of its own; None if even
+    that cannot be written (a full disk)."""
+    import tempfile
+    import traceback
+
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix=f"tfdl-{command}-", suffix=".txt", delete=False
+        ) as file:
+            file.write(traceback.format_exc())
+        return file.name
+    except OSError:
         return None
-    from tfdl.tracking import last_run_id
-
-    return last_run_id()
 
 
 def _one_line(err: Exception) -> str:
@@ -235,63 +219,45 @@ def _one_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-def _tune(args) -> int:
-    from tfdl.compile import logged_names, prepare
-    from tfdl.config import load_tuning, validate
+# ----------------------------------------------------------------------------- commands
 
-    job, base = load_tuning(args.tuning, args.overrides)
-    resolved, _ = prepare(validate(base))
-    if job.objective.metric not in logged_names(resolved):
-        allowed = ", ".join(logged_names(resolved))
-        raise ConfigError("objective.metric", f"{job.objective.metric!r} is not logged", allowed)
-    _check_store()
+
+def _train(args) -> int:
+    import tfdl
+
+    if args.resume and (args.pipeline or args.overrides):
+        raise ConfigError("resume", "takes no pipeline or overrides", "tfdl train --resume RUN_ID")
+    if not (args.resume or args.pipeline):
+        raise ConfigError(
+            "tfdl train", "needs a pipeline file or --resume RUN_ID", "tfdl train PIPELINE.yaml"
+        )
+    result = tfdl.train(args.pipeline, args.overrides, resume=args.resume)
+    metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
+    print(f"run {result.run_id} finished: {metrics}")
+    print("compare runs with `make ui`")
+    return 0
+
+
+def _tune(args) -> int:
+    import tfdl
+
     if args.chief or args.worker is not None:  # Keras Tuner's own chief/worker protocol
         os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else f"tuner{args.worker}"
         os.environ["KERASTUNER_ORACLE_IP"] = "127.0.0.1"
         os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    name = Path(args.tuning).stem
-    try:
-        _import_tensorflow_quietly()
-        from tfdl.tune import search
-
-        result = search(job, base, name=name, overwrite=args.overwrite)
-    except ConfigError:
-        raise
-    except KeyboardInterrupt:
-        print(
-            "interrupted: the search and its current trial are marked KILLED; "
-            "run the same command again to finish the search",
-            file=sys.stderr,
-        )
-        return 130
-    except Exception as err:  # one line here; the runs keep the traceback
-        print(f"error: the search failed: {_one_line(err)}", file=sys.stderr)
-        return 1
+    result = tfdl.tune(args.tuning, args.overrides, overwrite=args.overwrite)
     if result is not None:
-        best = f"best {job.objective.metric} {result.best_score:.4f}"
-        print(f"search {name} (run {result.parent_id}): {best}")
+        best = f"best {result.metric} {result.best_score:.4f}"
+        print(f"search {Path(args.tuning).stem} (run {result.parent_id}): {best}")
         print(f"best values: {result.best_values}")
     return 0
 
 
 def _lr_find(args) -> int:
-    from tfdl.compile import prepare
-    from tfdl.config import load_pipeline
+    import tfdl
 
-    if not 0 < args.min_lr < args.max_lr:
-        problem = f"the sweep must go up from a positive rate, got {args.min_lr} to {args.max_lr}"
-        raise ConfigError("--min-lr", problem, "0 < --min-lr < --max-lr")
-    if args.steps < 10:
-        raise ConfigError("--steps", f"{args.steps} is too few to see a trend", ">= 10")
-    cfg = load_pipeline(args.pipeline, args.overrides)
-    prepared = prepare(cfg)
-    _check_store()
-    _import_tensorflow_quietly()
-    from tfdl.lr_find import lr_find
-
-    sweep = lr_find(
-        cfg, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps, prepared=prepared
+    sweep = tfdl.find_learning_rate(
+        args.pipeline, args.overrides, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps
     )
     lo, hi = sweep.lrs[0], sweep.lrs[-1]
     print(f"run {sweep.run_id}: swept {len(sweep.lrs)} rates from {lo:.2g} to {hi:.2g}")
@@ -315,17 +281,17 @@ def _compare(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from tfdl.compile import prepare
+    from tfdl.prepared import prepare
+    from tfdl.runtime import import_tensorflow
     from tfdl.tracking import find_run, resolved_config
 
     run = find_run(args.run_id)
-    cfg, splits = prepare(resolved_config(run))  # the run's data, split as it was
-    _import_tensorflow_quietly()
+    p = prepare(resolved_config(run))  # the run's data, split as it was
+    import_tensorflow()
     from tfdl.inference import evaluate
     from tfdl.tracking import load_model
 
-    metrics = evaluate(load_model(run), cfg, splits, args.split)
-    for name, value in metrics.items():
+    for name, value in evaluate(load_model(run), p, args.split).items():
         print(f"{args.split}_{name}\t{value:.6g}")
     return 0
 
@@ -333,13 +299,14 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from tfdl.data.spec import DataSpec
     from tfdl.inference import predictions_frame, read_inputs
+    from tfdl.runtime import import_tensorflow
     from tfdl.tracking import find_run, load_spec
 
     run = find_run(args.run_id)
     spec_dict, normaliser = load_spec(run)
     spec = DataSpec.from_dict(spec_dict)
     x = read_inputs(args.input, spec)  # a wrong file is reported before TensorFlow loads
-    _import_tensorflow_quietly()
+    import_tensorflow()
     from tfdl.data.split import apply_normaliser
     from tfdl.tracking import load_model
 
@@ -355,10 +322,11 @@ def _predict(args) -> int:
 
 def _generate(args) -> int:
     if args.length <= 0:
-        raise ConfigError("--length", f"{args.length} is out of range", "> 0")
+        raise ConfigError("length", f"{args.length} is out of range", "> 0")
     if not args.temperature > 0:
-        raise ConfigError("--temperature", f"{args.temperature} is out of range", "> 0")
+        raise ConfigError("temperature", f"{args.temperature} is out of range", "> 0")
     from tfdl.models.schema import ARCHITECTURES
+    from tfdl.runtime import import_tensorflow
     from tfdl.tracking import find_run, load_model, load_spec
 
     run = find_run(args.run_id)  # a wrong id is reported before TensorFlow loads
@@ -366,16 +334,15 @@ def _generate(args) -> int:
     if arch not in ARCHITECTURES or not ARCHITECTURES[arch].generator:
         able = ", ".join(n for n, c in ARCHITECTURES.items() if c.generator)
         problem = f"run {args.run_id} trained {arch}, which does not generate text"
-        raise ConfigError("--run-id", problem, able)
-    _import_tensorflow_quietly()
+        raise ConfigError("run_id", problem, able)
+    import_tensorflow()
     from tfdl.data.spec import DataSpec
     from tfdl.models import get_hook
 
     spec, _ = load_spec(run)
-    model = load_model(run)
     generator = get_hook(arch, "generator")
     text = generator(
-        model,
+        load_model(run),
         DataSpec.from_dict(spec),
         prompt=args.prompt,
         length=args.length,

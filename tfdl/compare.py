@@ -47,8 +47,8 @@ def compare(
     if frame.empty:
         where = ", ".join(experiments) if experiments else "any experiment"
         if filter_string:
-            raise ConfigError("--filter", f"no training run in {where} matches {filter_string!r}")
-        raise ConfigError("--experiment", f"no training runs in {where}")
+            raise ConfigError("filter", f"no training run in {where} matches {filter_string!r}")
+        raise ConfigError("experiment", f"no training runs in {where}")
     frame = frame.reset_index(drop=True)
     metric = _pick_metric(frame, metric)
 
@@ -97,9 +97,9 @@ def _pick_metric(frame: pd.DataFrame, metric: str | None) -> str:
         for default in ("val_loss", "loss"):
             if default in logged:
                 return default
-        raise ConfigError("--metric", "the selected runs logged neither val_loss nor loss", allowed)
+        raise ConfigError("metric", "the selected runs logged neither val_loss nor loss", allowed)
     if metric not in logged:
-        raise ConfigError("--metric", f"no selected run logged {metric!r}", allowed)
+        raise ConfigError("metric", f"no selected run logged {metric!r}", allowed)
     return metric
 
 
@@ -142,7 +142,7 @@ def render(table: pd.DataFrame, fmt: str = "table") -> str:
         return table.to_csv(index=False)  # full precision: it is for other programs
     if fmt == "markdown":
         return _markdown(table)
-    raise ConfigError("--format", f"unknown format {fmt!r}", ", ".join(FORMATS))
+    raise ConfigError("format", f"unknown format {fmt!r}", ", ".join(FORMATS))
 
 
 def _short(value: float) -> str:

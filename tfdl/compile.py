@@ -1,8 +1,7 @@
 """What model.compile gets: the optimizer, loss and metrics a pipeline names.
 
-`prepare` loads the data and `resolve` fills the task-dependent choices (`loss: auto`,
-default metrics) and rejects combinations the task cannot take: both run before
-TensorFlow is imported and before any run starts.
+`resolve` fills the task-dependent choices (`loss: auto`, default metrics) and rejects
+combinations the task cannot take, before TensorFlow is imported (tfdl.prepared calls it).
 """
 
 from tfdl.errors import ConfigError
@@ -25,14 +24,6 @@ TASK_METRICS = {
     "language_model": ("accuracy",),
     "seq2seq": ("accuracy",),
 }
-
-
-def prepare(cfg):
-    """Load the data and resolve the pipeline against its task: (resolved config, splits)."""
-    from tfdl.data.split import load_splits
-
-    splits = load_splits(cfg.data, cfg.train.seed)
-    return resolve(cfg, splits.spec), splits
 
 
 def resolve(cfg, spec):
@@ -126,11 +117,11 @@ def make_optimizer(opt, learning_rate=None):
     raise AssertionError(opt.name)  # the schema admits no other name
 
 
-def make_metrics(names, task: str, loss: str):
-    """Keras metric objects named as the config names them, so logs use those names."""
+def make_metrics(names, task: str, one_hot: bool = False):
+    """Keras metric objects named as the config names them, so logs use those names;
+    `one_hot`: the labels are one-hot (categorical accuracy)."""
     import keras
 
-    one_hot = loss == "categorical_crossentropy"
     sparse = keras.metrics.SparseCategoricalAccuracy
     accuracy = {
         "binary": keras.metrics.BinaryAccuracy,
@@ -150,20 +141,21 @@ def make_metrics(names, task: str, loss: str):
     return [make[n]() for n in names]
 
 
-def compile_model(model, cfg, task: str, steps_per_epoch: int = 1):
-    """Compile with the resolved pipeline's optimizer (and learning-rate schedule), loss
+def compile_model(model, prepared):
+    """Compile with the prepared pipeline's optimizer (and learning-rate schedule), loss
     and metrics."""
     from tfdl.callbacks.lr_schedules import make_lr_schedule
 
+    cfg, steps = prepared.cfg, prepared.steps_per_epoch
     loss, schedule = cfg.train.loss, cfg.callbacks.lr_schedule
     lr = cfg.train.optimizer.learning_rate
     if schedule is not None:
-        lr = make_lr_schedule(schedule, lr, steps_per_epoch, cfg.train.epochs)
+        lr = make_lr_schedule(schedule, lr, steps, cfg.train.epochs)
     model.compile(
         optimizer=make_optimizer(cfg.train.optimizer, lr),
         loss=loss,
-        metrics=make_metrics(cfg.train.metrics, task, loss),
-        steps_per_execution=steps_per_execution(cfg.train, steps_per_epoch),
+        metrics=make_metrics(cfg.train.metrics, prepared.spec.task, prepared.one_hot),
+        steps_per_execution=steps_per_execution(cfg.train, steps),
         jit_compile=jit_compile(cfg),
     )
     return model

@@ -21,11 +21,11 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     model: a flat row of the right size is reshaped (e.g. 64 pixels -> 8x8x1)."""
     file = Path(path)
     if file.suffix not in SUFFIXES:
-        raise ConfigError("--input", f"{path}: unknown file type", "a .csv or .npy file")
+        raise ConfigError("input", f"{path}: unknown file type", "a .csv or .npy file")
     if not file.is_file():
-        raise ConfigError("--input", f"{path}: no such file", "an existing .csv or .npy file")
+        raise ConfigError("input", f"{path}: no such file", "an existing .csv or .npy file")
     if spec.task in SEQUENCE_TASKS:
-        raise ConfigError("--input", f"a {spec.task} model writes text", "tfdl generate")
+        raise ConfigError("input", f"a {spec.task} model writes text", "tfdl generate")
     if file.suffix == ".npy":
         x = np.load(file, allow_pickle=False)
     else:
@@ -35,14 +35,14 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
         if spec.feature_names and set(spec.feature_names) <= set(frame.columns):
             frame = frame[list(spec.feature_names)]  # the training columns, in their order
         if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
-            raise ConfigError("--input", f"{path}: non-numeric columns", "numeric columns")
+            raise ConfigError("input", f"{path}: non-numeric columns", "numeric columns")
         x = frame.to_numpy()
     want = tuple(spec.input_shape)
     if x.ndim >= 1 and x.shape[1:] != want and int(np.prod(x.shape[1:])) == int(np.prod(want)):
         x = x.reshape(len(x), *want)
     if x.ndim < 1 or x.shape[1:] != want:
         raise ConfigError(
-            "--input",
+            "input",
             f"{path}: rows of shape {tuple(x.shape[1:])}, the model takes {want}",
             f"rows of {int(np.prod(want))} numbers",
         )
@@ -65,20 +65,10 @@ def predictions_frame(probs: np.ndarray, spec: DataSpec):
     return frame
 
 
-def evaluate(model, cfg, splits, split: str) -> dict[str, float]:
-    """The compiled metrics of `model` on one split (and the arch's extra test metrics)."""
+def evaluate(model, p, split: str) -> dict[str, float]:
+    """The metrics of a logged model (which comes back uncompiled) on one split of the
+    prepared pipeline it was trained on."""
     from tfdl.compile import compile_model
-    from tfdl.data.pipeline import split_dataset
-    from tfdl.models import get_hook
+    from tfdl.training import evaluate as evaluate_split
 
-    compile_model(model, cfg, splits.spec.task)  # the logged model comes back uncompiled
-    x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
-    one_hot = cfg.train.loss == "categorical_crossentropy"
-    ds = split_dataset(
-        splits, x, y, batch_size=cfg.train.batch_size, training=False, seed=0, one_hot=one_hot
-    )
-    metrics = model.evaluate(ds, return_dict=True, verbose=0)
-    evaluator = get_hook(cfg.model.arch, "evaluator")
-    if evaluator is not None and split == "test":
-        metrics |= evaluator(model, splits)
-    return {k: float(v) for k, v in metrics.items()}
+    return evaluate_split(compile_model(model, p), p, split)

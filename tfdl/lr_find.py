@@ -2,44 +2,27 @@
 
 Train from the initial weights for a few hundred steps while the learning rate grows
 exponentially from min_lr to max_lr, record the loss of every step, and suggest the rate
-where the smoothed loss falls fastest (before it bottoms out and diverges).
+where the smoothed loss falls fastest (before it bottoms out and diverges). This module
+imports no TensorFlow until the sweep runs, so its settings are checked at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 
 from tfdl import tracking
-from tfdl.compile import prepare
+from tfdl.errors import ConfigError
 
 
-class LRSweep(keras.callbacks.Callback):
-    """Run as `fit(epochs=steps, steps_per_epoch=1)`: each Keras "epoch" is one batch,
-    so the epoch's loss is that batch's loss (batch logs hold a running mean instead).
-    Rate i is min_lr * (max_lr / min_lr) ** (i / (steps - 1)); the sweep stops early once
-    the loss is not finite or its smoothed value exceeds `diverge` times the lowest one
-    (single batches are too noisy to judge by)."""
-
-    def __init__(self, min_lr: float, max_lr: float, steps: int, diverge: float = 4.0):
-        super().__init__()
-        self.rates = np.geomspace(min_lr, max_lr, steps)
-        self.diverge = diverge
-        self.lrs: list[float] = []
-        self.losses: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = float(self.rates[epoch])
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss = float(logs["loss"])
-        self.lrs.append(float(self.rates[epoch]))
-        self.losses.append(loss)
-        smoothed = smooth(self.losses)
-        if not np.isfinite(loss) or smoothed[-1] > self.diverge * smoothed.min():
-            self.model.stop_training = True
+def check_sweep(min_lr: float, max_lr: float, steps: int) -> None:
+    """ConfigError unless the sweep goes up from a positive rate over enough steps."""
+    if not 0 < min_lr < max_lr:
+        problem = f"the sweep must go up from a positive rate, got {min_lr} to {max_lr}"
+        raise ConfigError("min_lr", problem, "a minimum rate above 0 and below the maximum")
+    if steps < 10:
+        raise ConfigError("steps", f"{steps} is too few to see a trend", ">= 10")
 
 
 def smooth(losses, beta: float = 0.95) -> np.ndarray:
@@ -72,26 +55,35 @@ class Sweep:
     suggestion: float
 
 
-def lr_find(cfg, *, min_lr: float, max_lr: float, steps: int, prepared=None) -> Sweep:
-    """Sweep the learning rate on the pipeline's model and training data; log an MLflow run."""
-    from tfdl.train import build, dataset
+def lr_find(p, *, min_lr: float, max_lr: float, steps: int, progress: bool = True) -> Sweep:
+    """Sweep the learning rate on the prepared pipeline's model and training data, recorded
+    as an MLflow run; `progress` shows a progress bar over the steps."""
+    from tfdl.callbacks.lr_sweep import LRSweep
+    from tfdl.training import build
 
-    cfg, splits = prepared or prepare(cfg)
+    check_sweep(min_lr, max_lr, steps)
     # The sweep owns the learning rate: no schedule, no plateau callback.
-    cfg = cfg.model_copy(deep=True)
+    cfg = p.cfg.model_copy(deep=True)
     cfg.callbacks.lr_schedule = None
-    model = build(cfg, splits.spec)
-    train_ds = dataset(cfg, splits, "train", repeat=True)
-    sweep = LRSweep(min_lr, max_lr, steps)
+    p = p.with_config(cfg)
+    model = build(p)
+    sweep = LRSweep(min_lr, max_lr, steps, progress=progress)
     settings = {"lr_find.min_lr": min_lr, "lr_find.max_lr": max_lr, "lr_find.steps": steps}
-    with tracking.start_run(
-        cfg.to_dict(),
-        spec=splits.spec,
-        tags=tracking.run_tags(cfg, None) | {"tfdl.kind": "lr_find"},
+    interrupted = "interrupted: the sweep is incomplete; run it again"
+    with tracking.training_run(
+        p,
+        kind="lr_find",
         run_name="lr-find",
-        experiment=cfg.tracking.experiment,
-    ) as run:
-        model.fit(train_ds, epochs=steps, steps_per_epoch=1, callbacks=[sweep], verbose=0)
+        tags={"tfdl.kind": "lr_find"},
+        interrupted=interrupted,
+    ) as run_id:
+        train = p.dataset("train", repeat=True)
+        # shuffle=False: the stream shuffles itself (Keras warns when told to as well).
+        model.fit(
+            train, epochs=steps, steps_per_epoch=1, callbacks=[sweep], verbose=0, shuffle=False
+        )
         suggestion = suggest(sweep.lrs, sweep.losses)
-        tracking.log_lr_find(settings, sweep.lrs, sweep.losses, smooth(sweep.losses), suggestion)
-    return Sweep(run.info.run_id, sweep.lrs, sweep.losses, suggestion)
+        tracking.log_lr_find(
+            run_id, settings, sweep.lrs, sweep.losses, smooth(sweep.losses), suggestion
+        )
+    return Sweep(run_id, sweep.lrs, sweep.losses, suggestion)

@@ -1,16 +1,24 @@
-"""The lecture's pictures, drawn with matplotlib off screen and saved as PNG files."""
+"""The lecture's pictures, drawn with matplotlib off screen and saved as PNG files.
+
+Figures are made with `matplotlib.figure.Figure`, never pyplot: no global backend is set
+or used, so drawing here leaves the caller's (a notebook's) matplotlib as it was, and
+nothing stays open after a figure is saved.
+"""
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+
+def subplots(*grid, figsize, dpi, **kwargs):
+    """(figure, axes) as pyplot.subplots makes them, without pyplot."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def lr_find_plot(lrs, losses, smoothed, suggestion: float, path: Path) -> Path:
     """Loss against learning rate on a log axis, the suggested rate marked."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     ax.plot(lrs, losses, alpha=0.35, label="loss per step")
     ax.plot(lrs, smoothed, label="smoothed")
     ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.2g}")
@@ -23,14 +31,13 @@ def lr_find_plot(lrs, losses, smoothed, suggestion: float, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
 def objective_plot(table, metric: str, direction: str, path: Path) -> Path:
     """The objective of each trial in the order they ran, and the best so far."""
     done = table.dropna(subset=["score"])
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     ax.plot(range(1, len(done) + 1), done["score"], "o", label="trial")
     best = done["score"].cummin() if direction == "min" else done["score"].cummax()
     ax.step(range(1, len(done) + 1), best, where="post", label="best so far")
@@ -38,7 +45,6 @@ def objective_plot(table, metric: str, direction: str, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -51,7 +57,7 @@ CLASS_COLOURS = ("tab:red", "tab:green", "tab:blue", "tab:orange", "tab:purple",
 def _grid(n: int, max_cols: int = 3):
     cols = min(n, max_cols)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=SIZE, dpi=DPI, squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=SIZE, dpi=DPI, squeeze=False)
     for ax in axes.flat[n:]:  # unused cells of the last row
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -60,7 +66,6 @@ def _grid(n: int, max_cols: int = 3):
 def _save(fig, path: Path) -> Path:
     # No bbox_inches="tight": it would change the pixel size from run to run.
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 
@@ -95,7 +100,7 @@ def confusion_matrix_plot(counts, class_names, path: Path) -> Path:
     """Counts of (true class, predicted class) pairs on the test split."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    fig, ax = subplots(figsize=SIZE, dpi=DPI)
     many = len(class_names) > 12  # numbers in every cell would be unreadable
     ConfusionMatrixDisplay(counts, display_labels=list(class_names)).plot(
         ax=ax, colorbar=False, include_values=not many, cmap="Blues"
@@ -112,7 +117,7 @@ def decision_boundary_plot(xx, yy, zz, x, y, class_names, path: Path, probabilit
     """
     from matplotlib.colors import ListedColormap
 
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    fig, ax = subplots(figsize=SIZE, dpi=DPI)
     n = max(len(class_names), 2)
     colours = [CLASS_COLOURS[i % len(CLASS_COLOURS)] for i in range(n)]
     if probability:
@@ -156,7 +161,7 @@ def attention_plot(scores, title: str, path: Path, rows=None) -> Path:
     tokens), written beside the example's panels.
     """
     examples, heads = scores.shape[:2]
-    fig, axes = plt.subplots(examples, heads, figsize=SIZE, dpi=DPI, squeeze=False)
+    fig, axes = subplots(examples, heads, figsize=SIZE, dpi=DPI, squeeze=False)
     for e in range(examples):
         for h in range(heads):
             ax = axes[e, h]
@@ -173,7 +178,7 @@ def attention_plot(scores, title: str, path: Path, rows=None) -> Path:
 
 def gradient_norms_plot(epochs, norms: dict, path: Path) -> Path:
     """The gradient norm of each layer over epochs, log axis: vanishing or exploding."""
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    fig, ax = subplots(figsize=SIZE, dpi=DPI)
     for name, values in norms.items():
         ax.plot(epochs, values, marker=".", label=name)
     ax.set(title="Gradient norm per layer", xlabel="epoch", ylabel="||dL/dW||", yscale="log")

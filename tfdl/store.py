@@ -13,6 +13,9 @@ import contextlib
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import urlparse
+
+from tfdl.errors import ConfigError
 
 try:
     import fcntl
@@ -86,3 +89,33 @@ def open_sqlite(uri: str) -> None:
         # MLflow creates the tables and the default experiment on first use, unguarded.
         MlflowClient(uri).get_experiment("0")
     _opened.add(uri)
+
+
+def check_writable() -> None:
+    """Refuse a store that cannot take a run before TensorFlow loads, not after training.
+
+    Nothing is created here: a store that does not exist yet is only checked to be creatable.
+    """
+    uri, field = tracking_uri(), "MLFLOW_TRACKING_URI"
+    allowed = "sqlite:///path/to/mlflow.db in a writable folder, or a tracking server's URL"
+    db = sqlite_path(uri)
+    if db is None:
+        opted_in = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1")
+        if urlparse(uri).scheme in ("", "file") and not opted_in:
+            raise ConfigError(field, f"{uri} is a plain folder, which MLflow refuses", allowed)
+        return  # a server answers for itself
+    if db.exists():
+        if not db.is_file():
+            raise ConfigError(field, f"{db} is not a file", allowed)
+        if not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK)):
+            raise ConfigError(field, f"{db} is not writable", allowed)
+        with open(db, "rb") as file:
+            header = file.read(16)
+        if header and header != b"SQLite format 3\x00":  # an empty file is a new database
+            raise ConfigError(field, f"{db} is not an SQLite database", allowed)
+        return
+    folder = next(p for p in db.parents if p.exists())  # what MLflow would create it in
+    if not folder.is_dir():
+        raise ConfigError(field, f"cannot create {db}: {folder} is not a folder", allowed)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(field, f"cannot create {db}: {folder} is not writable", allowed)

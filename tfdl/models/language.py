@@ -50,15 +50,15 @@ def generate_text(model, spec, *, prompt: str, length: int, temperature: float, 
     random character; that first character counts towards `length`.
     """
     if length < 0:
-        raise ConfigError("--length", f"{length} is out of range", ">= 0")
+        raise ConfigError("length", f"{length} is out of range", ">= 0")
     if not temperature > 0:
-        raise ConfigError("--temperature", f"{temperature} is out of range", "> 0")
+        raise ConfigError("temperature", f"{temperature} is out of range", "> 0")
     vocabulary = list(spec.vocabulary)
     index = {c: i for i, c in enumerate(vocabulary)}
     unknown = sorted(set(prompt) - set(index))
     if unknown:
         raise ConfigError(
-            "--prompt",
+            "prompt",
             f"characters not in the model's vocabulary: {_show(unknown)}",
             _show(vocabulary),
         )

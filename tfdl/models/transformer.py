@@ -367,12 +367,12 @@ def translate(model, spec, *, prompt: str, length: int, temperature: float, seed
     unknown = sorted({c for c in prompt if c not in known})
     if unknown:
         raise ConfigError(
-            "--prompt", f"characters {''.join(unknown)!r} are not in the vocabulary", repr(allowed)
+            "prompt", f"characters {''.join(unknown)!r} are not in the vocabulary", repr(allowed)
         )
     max_chars = spec.input_shape[0]
     if not prompt or len(prompt) > max_chars:
         raise ConfigError(
-            "--prompt", f"{len(prompt)} characters", f"1 to {max_chars} characters of {allowed!r}"
+            "prompt", f"{len(prompt)} characters", f"1 to {max_chars} characters of {allowed!r}"
         )
     ids = np.full((1, max_chars), PAD_ID, dtype=np.int32)
     ids[0, : len(prompt)] = [known[c] for c in prompt]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +21,10 @@ import keras_tuner as kt
 from keras_tuner.src import config as kt_config
 
 from tfdl import store, tracking
-from tfdl.callbacks.backup import signals_deferred
-from tfdl.compile import resolve
-from tfdl.config import TuningConfig, apply_overrides, validate
-from tfdl.data.split import load_splits
-from tfdl.train import build, fit
+from tfdl.config import TuningConfig, apply_overrides, as_overrides, validate
+from tfdl.prepared import Prepared, prepare
+from tfdl.signals import signals_deferred
+from tfdl.training import build, fit
 
 TUNERS = {
     "random": kt.RandomSearch,
@@ -90,68 +89,137 @@ def planned(job: TuningConfig) -> int | str:
     return min(points, job.max_trials)
 
 
-def trial_overrides(values: dict) -> list[str]:
-    """{"model.units": [64, 32]} -> ["model.units=[64, 32]"]: values as YAML flow text."""
-    return [f"{path}={json.dumps(value)}" for path, value in values.items()]
-
-
 class PipelineHyperModel(kt.HyperModel):
-    """Builds and fits the pipeline with the trial's values applied as overrides."""
+    """Builds and fits the pipeline with the trial's values applied as overrides.
 
-    def __init__(self, job: TuningConfig, base: dict):
+    What belongs to one trial (its MLflow logger, its progress line) comes through Keras
+    Tuner's own arguments: `Tuner.run_trial` forwards keyword arguments to `fit`.
+    """
+
+    def __init__(self, job: TuningConfig, base: dict, prepared: Prepared | None = None):
         super().__init__(name="pipeline")
         self.job, self.base = job, base
-        self._data: dict[str, tuple] = {}  # prepared data by data section: loaded once
-        self.run_id: str | None = None  # the trial's MLflow child run, set by the tuner
+        self._splits: dict[str, object] = {}  # loaded data by data section: loaded once
+        if prepared is not None:
+            self._splits[self._key(prepared.cfg)] = prepared.splits
 
-    def config(self, hp):
-        """The trial's resolved pipeline and its data (loaded once per data section)."""
+    @staticmethod
+    def _key(cfg) -> str:
+        """The data a config loads: its data section and the seed that splits it."""
+        seed = cfg.data.seed if cfg.data.seed is not None else cfg.train.seed
+        data = cfg.data.model_dump(mode="json", exclude={"seed"})
+        return json.dumps([data, seed], sort_keys=True)
+
+    def prepared(self, hp) -> Prepared:
+        """The trial's prepared pipeline (its data loaded once per data section)."""
         values = {path: declare(hp, path, p) for path, p in self.job.space.items()}
-        cfg = validate(apply_overrides(self.base, trial_overrides(values)))
-        key = json.dumps([cfg.data.model_dump(mode="json"), cfg.train.seed], sort_keys=True)
-        if key not in self._data:
-            self._data[key] = load_splits(cfg.data, cfg.train.seed)
-        splits = self._data[key]
-        return resolve(cfg, splits.spec), splits
+        cfg = validate(apply_overrides(self.base, as_overrides(values)))
+        p = prepare(cfg, splits=self._splits.get(self._key(cfg)))
+        self._splits[self._key(cfg)] = p.splits
+        return p
 
     def build(self, hp):
         if self.job.mixed_precision:
             # Set here, per trial: Keras Tuner clears the session (and with it the global
             # dtype policy) before every build.
             keras.mixed_precision.set_global_policy("mixed_float16")
-        cfg, splits = self.config(hp)
-        steps = math.ceil(len(splits.y_train) / cfg.train.batch_size)
-        return build(cfg, splits.spec, steps)
+        return build(self.prepared(hp))
 
-    def fit(self, hp, model, *args, callbacks=(), **kwargs):
-        cfg, splits = self.config(hp)
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"verbose": 0})})
+    def fit(self, hp, model, *args, log=None, progress=None, callbacks=(), **kwargs):
+        p = self.prepared(hp)
+        p = p.with_config(
+            p.cfg.model_copy(update={"train": p.cfg.train.model_copy(update={"verbose": 0})})
+        )
         # No run_dir, so no backup: an interrupted trial is run again from its start.
         history, _ = fit(
             model,
-            cfg,
-            splits,
-            callbacks=callbacks,
+            p,
+            callbacks=[*callbacks, *([progress] if progress else [])],
             epochs=kwargs.get("epochs"),
             initial_epoch=kwargs.get("initial_epoch", 0),
-            log=tracking.epoch_logger(self.run_id),
+            log=log,
         )
         return history
 
 
+class TrialProgress(keras.callbacks.Callback):
+    """One line per epoch of a trial: the metrics `names`, the trial's time so far and an
+    estimate of the search's time left (`left(trial_left, trial_total)`, None if unknown)."""
+
+    def __init__(self, label: str, names, left):
+        super().__init__()
+        self.label, self.names, self.left = label, list(dict.fromkeys(names)), left
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed, epochs = time.monotonic() - self.start, self.params["epochs"]
+        total = elapsed / (epoch + 1) * epochs
+        left = self.left(total - elapsed, total)
+        logs = logs or {}
+        shown = ", ".join(f"{k} {float(logs[k]):.4f}" for k in self.names if k in logs)
+        eta = f"; search about {duration(left)} left" if left is not None else ""
+        line = f"  {self.label}, epoch {epoch + 1}/{epochs}: {shown} ({duration(elapsed)}{eta})"
+        print(line, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min, 1.5 h: a duration as a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def tracked(tuner_class):
-    """A tuner class whose trials each run inside their own MLflow child run."""
+    """A tuner class whose trials each run inside their own MLflow child run of the
+    search's run `parent_id`."""
 
     class Tracked(tuner_class):
-        parent_id: str
         trials_run = 0  # by this process: none means the search had nothing left to do
+
+        def __init__(self, *args, parent_id: str, **kwargs):
+            self.parent_id = parent_id
+            self.durations: list[float] = []  # of this process's trials, for the estimate
+            super().__init__(*args, **kwargs)
 
         def run_trial(self, trial, *args, **kwargs):
             self.trials_run += 1
             values = decoded(self.hypermodel.job, trial.hyperparameters.values)
-            with tracking.child_run(self.parent_id, trial.trial_id, values) as run_id:
-                self.hypermodel.run_id = run_id
-                return super().run_trial(trial, *args, **kwargs)
+            done, total = self._done(), planned(self.hypermodel.job)
+            label = (
+                f"trial {done + 1} of {total}" if done is not None else f"trial {trial.trial_id}"
+            )
+            names = ("loss", "val_loss", self.oracle.objective.name)
+            progress = TrialProgress(
+                label, names, lambda rest, whole: self._left(rest, whole, done)
+            )
+            opener = tracking.trial(self.parent_id, trial.trial_id)
+            start = time.monotonic()
+            with tracking.run_lifecycle(
+                opener,
+                kind="trial",
+                interrupted=INTERRUPTED_SEARCH,
+                setup=lambda run_id: tracking.log_trial_values(run_id, values),
+            ) as run_id:
+                log = tracking.epoch_logger(run_id)
+                result = super().run_trial(trial, *args, log=log, progress=progress, **kwargs)
+            self.durations.append(time.monotonic() - start)
+            return result
+
+        def _done(self) -> int | None:
+            # A worker's oracle is a client of the chief's: it holds no trials to count.
+            trials = getattr(self.oracle, "trials", None)
+            return sum(t.score is not None for t in trials.values()) if trials is not None else None
+
+        def _left(self, trial_left: float, trial_total: float, done: int | None):
+            total = planned(self.hypermodel.job)
+            if done is None or not isinstance(total, int):
+                return None
+            per_trial = statistics.mean(self.durations) if self.durations else trial_total
+            return trial_left + per_trial * max(total - done - 1, 0)
 
         def on_trial_end(self, trial):
             with signals_deferred():  # Keras Tuner rewrites its state files: not half-way
@@ -162,8 +230,7 @@ def tracked(tuner_class):
             # A worker's oracle is a client of the chief's: ask it, do not read its state.
             score = self.oracle.get_trial(trial.trial_id).score
             best = self.oracle.get_best_trials(1)
-            trials = getattr(self.oracle, "trials", None)
-            done = sum(t.score is not None for t in trials.values()) if trials else None
+            done = self._done()
             which = f"{done} of {planned(self.hypermodel.job)}" if done else trial.trial_id
             score = "failed" if score is None else f"{score:.4f}"
             best = f"{best[0].score:.4f}" if best and best[0].score is not None else "-"
@@ -174,9 +241,13 @@ def tracked(tuner_class):
     return Tracked
 
 
+INTERRUPTED_SEARCH = "interrupted: run the search again to resume it"
+
+
 @dataclass
 class SearchResult:
     parent_id: str
+    metric: str  # the objective
     best_values: dict
     best_score: float | None
     trials: list[dict]
@@ -224,10 +295,22 @@ def _wait_for_parent(name: str, timeout: float = 300) -> str:
     raise TimeoutError(f"no chief started search {name} within {timeout:.0f} s")
 
 
-def make_tuner(job: TuningConfig, name: str, base: dict, overwrite: bool, strategy):
+def make_tuner(
+    job: TuningConfig,
+    name: str,
+    base: dict,
+    *,
+    parent_id: str,
+    overwrite: bool = False,
+    strategy=None,
+    prepared: Prepared | None = None,
+):
+    """The tracked Keras Tuner of the job, recording its trials under run `parent_id`;
+    `prepared`: the base pipeline already prepared (its data is reused)."""
     objective = kt.Objective(job.objective.metric, direction=job.objective.direction)
     common = dict(
-        hypermodel=PipelineHyperModel(job, base),
+        hypermodel=PipelineHyperModel(job, base, prepared),
+        parent_id=parent_id,
         objective=objective,
         executions_per_trial=job.executions_per_trial,
         seed=job.seed,
@@ -245,9 +328,15 @@ def make_tuner(job: TuningConfig, name: str, base: dict, overwrite: bool, strate
 
 
 def search(
-    job: TuningConfig, base: dict, *, name: str, overwrite: bool = False
+    job: TuningConfig,
+    base: dict,
+    *,
+    name: str,
+    overwrite: bool = False,
+    prepared: Prepared | None = None,
 ) -> SearchResult | None:
-    """Run (or continue) the search; returns its results, or None in a worker process."""
+    """Run (or continue) the search; returns its results, or None in a worker process.
+    `prepared`: the base pipeline already prepared (its data is reused by the trials)."""
     role = _role()
     if overwrite and role != "worker":
         shutil.rmtree(project_dir(name), ignore_errors=True)
@@ -257,26 +346,25 @@ def search(
     kt_config.DEBUG = False
     try:
         if role == "worker":  # the chief owns the parent run; a worker only adds trials
-            return _search(job, base, name, role, _wait_for_parent(name))
+            return _search(job, base, name, role, _wait_for_parent(name), prepared)
         # The parent is ended KILLED or FAILED by whatever stops the search, setting up
         # the tuner included; the same command reopens it (tracking.search_parent).
-        parent = tracking.ended(
-            lambda: tracking.search_parent(name, job.model_dump(mode="json"), experiment, overwrite)
-        )
-        with parent as parent_id:
-            return _search(job, base, name, role, parent_id)
+        opener = tracking.search_parent(name, job.model_dump(mode="json"), experiment, overwrite)
+        with tracking.run_lifecycle(
+            opener, kind="search", interrupted=INTERRUPTED_SEARCH
+        ) as parent_id:
+            return _search(job, base, name, role, parent_id, prepared)
     finally:  # both are process-wide: leave them as they were
         keras.mixed_precision.set_global_policy(policy)
         kt_config.DEBUG = debug
 
 
-def _search(job, base, name, role, parent_id) -> SearchResult | None:
+def _search(job, base, name, role, parent_id, prepared) -> SearchResult | None:
     strategy = setup_devices(job)
     if role == "chief":
         project_dir(name).mkdir(parents=True, exist_ok=True)
         _parent_file(name).write_text(parent_id)
-    tuner = make_tuner(job, name, base, overwrite=False, strategy=strategy)
-    tuner.parent_id = parent_id
+    tuner = make_tuner(job, name, base, parent_id=parent_id, strategy=strategy, prepared=prepared)
     # Keras Tuner collects garbage twice before every build; over TensorFlow's heap that
     # took 0.5 s each (benchmarks/results/analysis.md). What exists now lives for the
     # whole search: freezing it leaves the collector only what trials create.
@@ -290,7 +378,9 @@ def _search(job, base, name, role, parent_id) -> SearchResult | None:
     result = summarise(tuner, job, base)
     if tuner.trials_run or not tracking.has_metric(parent_id, f"best_{job.objective.metric}"):
         log_result(tuner, job, base, parent_id, result)
-    return SearchResult(parent_id, result["values"], result["score"], result["trials"])
+    return SearchResult(
+        parent_id, job.objective.metric, result["values"], result["score"], result["trials"]
+    )
 
 
 def summarise(tuner, job: TuningConfig, base: dict) -> dict:
@@ -318,10 +408,10 @@ def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dic
         raise RuntimeError("no trial of the search finished")
     table = pd.DataFrame(result["trials"])
     table = table.map(lambda v: json.dumps(v) if isinstance(v, list) else v)
-    best_raw = apply_overrides(base, trial_overrides(result["values"]))
+    best_raw = apply_overrides(base, as_overrides(result["values"]))
     pipeline = validate(best_raw).to_dict()
     pipeline["description"] = f"Best of search {tuner.project_name}: {json.dumps(result['values'])}"
-    _, splits = tuner.hypermodel.config(result["best_trial"].hyperparameters)
+    best = tuner.hypermodel.prepared(result["best_trial"].hyperparameters)
     tracking.log_search(
         parent_id,
         table=table,
@@ -332,5 +422,5 @@ def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dic
         ),
         pipeline=pipeline,
         model=tuner.get_best_models(1)[0],
-        sample=take(splits.x_test, slice(0, 5)),
+        sample=take(best.splits.x_test, slice(0, 5)),
     )

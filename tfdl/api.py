@@ -1,0 +1,110 @@
+"""The Python API, for notebooks and scripts: what the `tfdl` command does, as functions.
+
+    import tfdl
+    cfg = tfdl.load_pipeline("pipelines/mlp.yaml", overrides={"train.epochs": 3})
+    result = tfdl.train(cfg)          # run id, test metrics, history, the Keras model
+
+Every function validates its input as the command line does (a ConfigError naming the
+setting) and records the same MLflow runs. TensorFlow is imported only once the input has
+passed, and nothing here touches the caller's matplotlib backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def load_pipeline(source, overrides=()):
+    """A validated pipeline (`PipelineConfig`) from a YAML file, a mapping or a pipeline
+    already loaded, with `overrides` applied: `["train.epochs=3"]` or `{"train.epochs": 3}`."""
+    from tfdl.config import apply_overrides, as_overrides, read_yaml, validate
+
+    if hasattr(source, "to_dict"):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        raw = read_yaml(source)
+    return validate(apply_overrides(raw, as_overrides(overrides)))
+
+
+def prepare(pipeline, overrides=()):
+    """The prepared pipeline (config, loaded splits, derived facts) of a YAML file, a
+    mapping or a `PipelineConfig`; a `Prepared` without overrides is returned as it is."""
+    from tfdl.prepared import Prepared
+    from tfdl.prepared import prepare as prepare_config
+
+    if isinstance(pipeline, Prepared):
+        if not overrides:
+            return pipeline
+        pipeline = pipeline.cfg
+    path = str(pipeline) if isinstance(pipeline, (str, Path)) else None
+    return prepare_config(load_pipeline(pipeline, overrides), path)
+
+
+def train(pipeline=None, overrides=(), *, resume: str | None = None, callbacks=()):
+    """Train and record one run of `pipeline` (a file, mapping, config or prepared
+    pipeline), or continue the interrupted run `resume`. Returns a `RunResult`: run_id,
+    test_metrics, history, model. `callbacks`: Keras callbacks of your own."""
+    from tfdl.errors import ConfigError
+    from tfdl.prepared import prepare as prepare_config
+
+    if resume is not None:
+        if pipeline is not None or overrides:
+            raise ConfigError("resume", "takes no pipeline or overrides", "resume=RUN_ID alone")
+        from tfdl.tracking import resumable
+
+        p = prepare_config(resumable(resume)[0])
+    elif pipeline is None:
+        raise ConfigError("pipeline", "missing", "a pipeline file, mapping or config; or resume")
+    else:
+        p = prepare(pipeline, overrides)
+    _ready()
+    from tfdl.training import train as train_prepared
+
+    return train_prepared(p, resume_id=resume, callbacks=list(callbacks))
+
+
+def tune(search, overrides=(), *, overwrite: bool = False, name: str | None = None):
+    """Run (or continue) the Keras Tuner search of a tuning file, every trial an MLflow
+    child run; `overwrite` starts afresh. Returns a `SearchResult` (None in a worker of a
+    distributed search): parent_id, best_values, best_score, trials."""
+    from tfdl.config import as_overrides, load_tuning, validate
+    from tfdl.errors import ConfigError
+    from tfdl.prepared import prepare as prepare_config
+
+    job, base = load_tuning(search, as_overrides(overrides))
+    p = prepare_config(validate(base))
+    if job.objective.metric not in p.logged_names:
+        raise ConfigError(
+            "objective.metric",
+            f"{job.objective.metric!r} is not logged",
+            ", ".join(p.logged_names),
+        )
+    _ready()
+    from tfdl.search import search as run_search
+
+    name = name or Path(search).stem
+    return run_search(job, base, name=name, overwrite=overwrite, prepared=p)
+
+
+def find_learning_rate(
+    pipeline, overrides=(), *, min_lr=1e-7, max_lr=10.0, steps=200, progress=True
+):
+    """The lecture's learning-rate sweep on a pipeline, recorded as a run. Returns a
+    `Sweep`: run_id, lrs, losses and the suggested rate."""
+    from tfdl.lr_find import check_sweep, lr_find
+
+    check_sweep(min_lr, max_lr, steps)
+    p = prepare(pipeline, overrides)
+    _ready()
+    return lr_find(p, min_lr=min_lr, max_lr=max_lr, steps=steps, progress=progress)
+
+
+def _ready() -> None:
+    """The input passed: check the store can take a run, then load TensorFlow quietly."""
+    from tfdl.runtime import import_tensorflow
+    from tfdl.store import check_writable
+
+    check_writable()
+    import_tensorflow()

@@ -1,0 +1,136 @@
+"""The search schema (a Keras Tuner job over a pipeline's dotted paths) and its loading,
+checked so that every trial the space allows is a valid pipeline."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import Field, model_validator
+
+from tfdl.config.loading import apply_overrides, flatten, read_yaml, validate
+from tfdl.data.schema import Seed
+from tfdl.errors import ConfigError
+from tfdl.schema import PositiveFloat, PositiveInt, StrictModel
+from tfdl.store import PROJECT
+
+
+class ChoiceParam(StrictModel):
+    """One of the listed values (any YAML values: numbers, strings, lists)."""
+
+    type: Literal["choice"]
+    values: Annotated[list[Any], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _plain(self):
+        # Values travel as JSON: in the overrides, Keras Tuner's choices and the logged
+        # parameters. YAML also reads dates and timestamps, which JSON cannot hold.
+        for value in self.values:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{value!r} is no plain YAML value (number, string, bool, list, mapping); "
+                    "quote it to make it a string"
+                ) from None
+        return self
+
+
+class IntParam(StrictModel):
+    type: Literal["int"]
+    min: int
+    max: int
+    step: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class FloatParam(StrictModel):
+    type: Literal["float"]
+    min: float
+    max: float
+    step: PositiveFloat | None = None  # None: continuous (random and Bayesian search only)
+    sampling: Literal["linear", "log"] = "linear"
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.sampling == "log" and self.min <= 0:
+            raise ValueError(f"log sampling needs min > 0, got {self.min}")
+        return self
+
+
+class BoolParam(StrictModel):
+    type: Literal["bool"]
+
+
+Param = Annotated[
+    Union[ChoiceParam, IntParam, FloatParam, BoolParam],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class Objective(StrictModel):
+    metric: str = "val_loss"  # any metric the pipeline logs per epoch
+    direction: Literal["min", "max"] = "min"
+
+
+class TuningConfig(StrictModel):
+    """A Keras Tuner search over a pipeline's dotted config paths."""
+
+    # What an error about the file as a whole calls it (a pipeline's is "pipeline").
+    config_noun: ClassVar[str] = "search"
+
+    description: str = ""
+    pipeline: Annotated[str, Field(min_length=1)]  # relative to the project or this file
+    overrides: list[str] = Field(default_factory=list)  # fixed for every trial
+    space: Annotated[dict[str, Param], Field(min_length=1)]
+    tuner: Literal["random", "grid", "hyperband", "bayesian"] = "random"
+    objective: Objective = Field(default_factory=Objective)
+    max_trials: PositiveInt = 10
+    executions_per_trial: PositiveInt = 1
+    epochs: PositiveInt | None = None  # per trial; None: the pipeline's train.epochs
+    hyperband_factor: Annotated[int, Field(ge=2)] = 3
+    seed: Seed = 42
+    distribution: Literal["none", "mirrored"] = "none"  # mirrored: one trial over all GPUs
+    mixed_precision: bool = False
+
+
+def load_tuning(path: str | Path, overrides=()) -> tuple[TuningConfig, dict]:
+    """A tuning file and its pipeline (as a raw mapping, the job's overrides applied),
+    checked so that every trial the space allows is a valid pipeline."""
+    path = Path(path)
+    job = validate(apply_overrides(read_yaml(path), list(overrides)), TuningConfig)
+    candidates = [Path(job.pipeline), path.parent / job.pipeline, PROJECT / job.pipeline]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise ConfigError("pipeline", f"no such file {job.pipeline!r}", "a pipeline YAML file")
+    base = apply_overrides(read_yaml(found), list(job.overrides))
+    if job.epochs:
+        base = apply_overrides(base, [f"train.epochs={job.epochs}"])
+    known = flatten(validate(base).to_dict())
+    for key, param in job.space.items():
+        field = f"space.{key}"
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=5)
+            raise ConfigError(field, f"not a setting of {job.pipeline}", ", ".join(close) or None)
+        if job.tuner == "grid" and param.type == "float" and param.step is None:
+            raise ConfigError(
+                field, "a grid cannot enumerate a continuous float", "a step, or tuner: random"
+            )
+        samples = {"choice": getattr(param, "values", None), "bool": [True, False]}.get(
+            param.type, [getattr(param, "min", None), getattr(param, "max", None)]
+        )
+        for value in samples:
+            try:
+                validate(apply_overrides(base, [f"{key}={json.dumps(value)}"]))
+            except ConfigError as err:
+                raise ConfigError(field, f"value {value!r}: {err.problem}", err.allowed) from None
+    return job, base

@@ -1,0 +1,151 @@
+"""Reading runs back: one run and what it logged (config, spec, model, history), the runs
+of experiments as a table, metric histories. Asking about runs never creates a store."""
+
+from __future__ import annotations
+
+import mlflow
+import yaml
+from mlflow.exceptions import MlflowException
+
+from tfdl.errors import ConfigError
+from tfdl.store import sqlite_path, tracking_uri
+from tfdl.tracking.lifecycle import client
+
+
+def _store_exists() -> bool:
+    db = sqlite_path(tracking_uri())
+    return db is None or db.exists()
+
+
+def find_run(run_id: str, field: str = "run_id"):
+    """A run of the store, or a ConfigError naming the id (as the setting `field`)."""
+    try:
+        if not _store_exists():
+            raise MlflowException("no store yet")
+        return client().get_run(run_id)
+    except MlflowException:
+        raise ConfigError(
+            field, f"no run {run_id!r} in the store {tracking_uri()}", "a run id from `make ui`"
+        ) from None
+
+
+def resumable(run_id: str):
+    """(resolved config, run) of an interrupted run; ConfigError if it cannot resume."""
+    run = find_run(run_id, field="resume")
+    if run.info.status == "FINISHED":
+        raise ConfigError(
+            "resume",
+            f"run {run_id} already FINISHED",
+            "a run that was interrupted (KILLED, or RUNNING after kill -9)",
+        )
+    return resolved_config(run), run
+
+
+def resolved_config(run):
+    """The validated pipeline a run logged when it started (its config.yaml)."""
+    from tfdl.config import validate
+
+    config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))
+    return validate(config)
+
+
+def load_spec(run) -> tuple[dict, dict | None]:
+    """(data spec, normaliser or None) a run logged; ConfigError if it logged none."""
+    try:
+        spec = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/data_spec.json")
+    except (MlflowException, OSError):
+        raise ConfigError(
+            "run_id", f"run {run.info.run_id} logged no data_spec.json", "a run of tfdl train"
+        ) from None
+    try:
+        normaliser = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/normaliser.json")
+    except (MlflowException, OSError):
+        normaliser = None  # trained without normalisation
+    return spec, normaliser
+
+
+def load_model(run):
+    """The Keras model a run logged; ConfigError if it has none."""
+    try:
+        client()  # `runs:/` resolves against the global URI
+        return mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+    except (MlflowException, OSError):
+        raise ConfigError(
+            "run_id",
+            f"run {run.info.run_id} has no logged model",
+            "a FINISHED run trained with tracking.log_model: true",
+        ) from None
+
+
+def logged_epochs(run_id: str) -> int:
+    """How many epochs a run has logged (its last `loss` step)."""
+    return max((m.step for m in client().get_metric_history(run_id, "loss")), default=0)
+
+
+def has_metric(run_id: str, key: str) -> bool:
+    return key in client().get_run(run_id).data.metrics
+
+
+def history_frame(run_id: str, keys):
+    """Per-epoch metrics as MLflow holds them: all epochs, also across a resume."""
+    import pandas as pd
+
+    c = client()
+    columns = {key: {m.step: m.value for m in c.get_metric_history(run_id, key)} for key in keys}
+    frame = pd.DataFrame(columns).sort_index()
+    frame.index.name = "epoch"
+    return frame.reset_index()
+
+
+def runs_frame(experiments: list[str] | None = None, filter_string: str | None = None):
+    """The runs of `experiments` (all when None) matching `filter_string`, as MLflow's
+    pandas frame: run_id, experiment_id, status, start_time, end_time, `params.*`,
+    `metrics.*` (last values), `tags.*`; plus `experiment` (the experiment's name).
+
+    ConfigError for an unknown experiment name or a filter MLflow cannot parse.
+    """
+    import pandas as pd
+
+    if not _store_exists():
+        raise ConfigError(
+            "experiment",
+            f"no runs yet: the store {tracking_uri()} does not exist",
+            "train a pipeline first",
+        )
+    names = {e.name: e.experiment_id for e in client().search_experiments()}
+    wanted = list(names) if not experiments else list(dict.fromkeys(experiments))
+    for name in wanted:
+        if name not in names:
+            raise ConfigError(
+                "experiment", f"no experiment {name!r}", ", ".join(sorted(names)) or "none yet"
+            )
+    try:
+        frame = mlflow.search_runs(
+            experiment_ids=[names[n] for n in wanted],
+            filter_string=filter_string or "",
+            output_format="pandas",
+        )
+    except MlflowException as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            "filter", message, "MLflow search syntax, e.g. params.model.arch = 'cnn2d'"
+        ) from None
+    if not isinstance(frame, pd.DataFrame):  # defensive: search_runs returns a list otherwise
+        frame = pd.DataFrame(frame)
+    by_id = {v: k for k, v in names.items()}
+    ids = frame["experiment_id"] if "experiment_id" in frame else pd.Series(dtype=object)
+    frame["experiment"] = ids.map(by_id)
+    return frame
+
+
+def metric_histories(run_ids, key: str) -> dict[str, list[tuple[int, float]]]:
+    """Each run's history of metric `key` as (step, value) pairs sorted by step; a run
+    that never logged it maps to []. A step logged twice (a resume) keeps its last value."""
+    c = client()
+    out = {}
+    for run_id in run_ids:
+        points = {}
+        for m in sorted(c.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+            points[m.step] = m.value
+        out[run_id] = sorted(points.items())
+    return out

@@ -1,0 +1,199 @@
+"""What a run records: its start (parameters, config, data spec), its epochs, its end
+(test metrics, history, pictures, the model), a learning-rate sweep, a finished search."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from mlflow.entities import Metric, RunTag
+
+from tfdl.config import flatten
+from tfdl.store import PROJECT
+from tfdl.tracking.lifecycle import client, log_params
+
+# The thread that stores epoch metrics. Ours, not MLflow's async queue: ending a run shuts
+# that queue down and joins its threads, which cost about a second per run (a search's trials).
+_WRITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfdl-metrics")
+
+
+def epoch_logger(run_id: str):
+    """A function logging every number of Keras's epoch logs to run `run_id`, step = epoch
+    number (1-based). The run is named, not taken from MLflow's active-run stack, so no
+    metric of one trial can land in another's run."""
+    c = client()
+    pending = []
+    # In the background: the write overlaps the epoch's backup instead of adding to the
+    # epoch (benchmarks/results/speed.md); `log.wait()` returns once every epoch is stored.
+
+    def log(logs: dict, epoch: int) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if _is_number(v)]
+        pending.append(_WRITER.submit(c.log_batch, run_id, metrics=metrics))
+
+    def wait() -> None:
+        while pending:
+            pending.pop(0).result()  # raises what the write raised
+
+    log.wait = wait
+    return log
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_tags(cfg, pipeline_path: str | None) -> dict[str, str]:
+    """The tags of a training run: what it trained on, from which file and commit."""
+    tags = {"tfdl.arch": cfg.model.arch, "tfdl.dataset": cfg.data.source, **cfg.tracking.tags}
+    if cfg.description:
+        tags["mlflow.note.content"] = cfg.description  # shown as the run's description
+    if pipeline_path:
+        path = Path(pipeline_path).resolve()
+        tags["tfdl.pipeline"] = (
+            str(path.relative_to(PROJECT)) if path.is_relative_to(PROJECT) else path.name
+        )
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def log_start(run_id: str, cfg: dict, spec: dict, normaliser: dict | None) -> None:
+    """What a run records first, so that an interrupted run can be resumed: every config
+    value as a parameter, the resolved config.yaml, the data spec and the normaliser."""
+    c = client()
+    log_params(run_id, flatten(cfg))
+    c.log_text(run_id, yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+    c.log_dict(run_id, spec, "data_spec.json")
+    if normaliser is not None:
+        c.log_dict(run_id, normaliser, "normaliser.json")
+
+
+def log_keras_model(run_id: str, model, name: str, sample) -> None:
+    """A Keras model as an MLflow model of the run, with the signature of `sample`."""
+    import keras
+    import mlflow
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    # MLflow files a logged model under the global store and experiment, not the run's.
+    mlflow.set_experiment(experiment_id=client().get_run(run_id).info.experiment_id)
+    mlflow.tensorflow.log_model(
+        model,
+        name=name,
+        run_id=run_id,
+        signature=infer_signature(sample, model.predict(sample, verbose=0)),
+        # Pinned here: inferring requirements would reload the model in a subprocess.
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+    )
+
+
+def log_results(
+    run_id: str,
+    *,
+    model,
+    history,
+    pictures: Path | None,
+    test_metrics: dict,
+    summary,
+    info: dict,
+    sample,
+    best_model,
+    log_model: bool = True,
+) -> None:
+    """The end of a run: test metrics, training summary, history, pictures, the model(s)."""
+    c = client()
+    metrics, tags = summary
+    now = int(time.time() * 1000)
+    values = {f"test_{k}": float(v) for k, v in test_metrics.items()} | metrics
+    c.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
+    log_params(run_id, {f"data_info.{k}": v for k, v in info.items()})
+    summary_text = io.StringIO()
+    model.summary(print_fn=lambda line, *a, **k: summary_text.write(line + "\n"))
+    c.log_text(run_id, summary_text.getvalue(), "model_summary.txt")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "history.csv"
+        history.to_csv(path, index=False)
+        c.log_artifact(run_id, str(path))
+    if pictures is not None:
+        c.log_artifacts(run_id, str(pictures), "pictures")
+    if best_model is not None:
+        c.log_artifact(run_id, str(best_model), "best_model")
+    if log_model:
+        log_keras_model(run_id, model, "model", sample)
+
+
+def log_lr_find(run_id: str, settings: dict, lrs, losses, smoothed, suggestion: float) -> None:
+    """A learning-rate sweep: its settings, the curve as metrics, CSV and plot, the pick."""
+    import pandas as pd
+
+    from tfdl.plots import lr_find_plot
+
+    c, now = client(), int(time.time() * 1000)
+    log_params(run_id, settings)
+    curve = [
+        Metric(key, value, now, step)
+        for step, (lr, loss) in enumerate(zip(lrs, losses, strict=True))
+        for key, value in (("lr_find/learning_rate", lr), ("lr_find/loss", loss))
+    ]
+    curve.append(Metric("suggested_learning_rate", suggestion, now, 0))
+    for i in range(0, len(curve), 1000):  # MLflow takes at most 1000 metrics per batch
+        c.log_batch(run_id, metrics=curve[i : i + 1000])
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = pd.DataFrame({"learning_rate": lrs, "loss": losses, "smoothed_loss": smoothed})
+        frame.to_csv(Path(tmp) / "lr_find.csv", index=False)
+        lr_find_plot(lrs, losses, smoothed, suggestion, Path(tmp) / "lr_find.png")
+        c.log_artifacts(run_id, tmp)
+
+
+def log_trial_values(run_id: str, values: dict) -> None:
+    """A trial's hyperparameters as parameters (lists as JSON, as in the config)."""
+    log_params(run_id, {k: json.dumps(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def log_search(
+    parent_id: str, *, table, best: dict, metric: str, plot, pipeline: dict, model, sample
+):
+    """A finished search: results table, objective plot, best values, pipeline and model."""
+    c = client()
+    # Tags, not params: a resumed search may find a new best, and params cannot change.
+    tags = [
+        RunTag(f"best.{k}", json.dumps(v) if isinstance(v, list) else str(v))
+        for k, v in best["values"].items()
+    ]
+    c.log_batch(parent_id, tags=tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp) / "trials.csv", index=False)
+        plot(Path(tmp) / "objective.png")
+        (Path(tmp) / "best_pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+        c.log_artifacts(parent_id, tmp)
+    if model is not None:
+        log_keras_model(parent_id, model, "best_model", sample)
+    # Last: a rerun takes the best score as the sign that all of the above was logged.
+    score = Metric(f"best_{metric}", best["score"], int(time.time() * 1000), 0)
+    c.log_batch(parent_id, metrics=[score])

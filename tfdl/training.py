@@ -1,0 +1,121 @@
+"""One run of the flow: prepared pipeline -> model -> fit -> MLflow.
+
+Everything that can reject the input (loading the data, matching loss and metrics to the
+task, building the model) happens before the MLflow run starts, so bad input leaves no run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import keras
+
+from tfdl import store, tracking
+from tfdl.callbacks.dropout_schedule import dropout_layers
+from tfdl.callbacks.stack import build_callbacks
+from tfdl.compile import compile_model
+from tfdl.data.spec import take
+from tfdl.errors import ConfigError
+from tfdl.models import build_model, get_hook
+from tfdl.pictures import run_pictures
+from tfdl.prepared import Prepared
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    test_metrics: dict[str, float]
+    history: dict[str, list[float]]
+    model: keras.Model
+
+
+def build(p: Prepared) -> keras.Model:
+    """The compiled model of a prepared pipeline, its initial weights from the seed."""
+    cfg = p.cfg
+    if cfg.train.deterministic:
+        import tensorflow as tf
+
+        # Process-wide and one-way: every op from here on picks a deterministic kernel.
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(cfg.train.seed)  # same seed, same initial weights
+    try:
+        model = build_model(cfg.model, p.spec)
+    except ValueError as err:  # e.g. a layer that cannot take this input shape
+        raise ConfigError(
+            "model", f"cannot build {cfg.model.arch} for input shape {p.spec.input_shape}: {err}"
+        ) from None
+    if cfg.callbacks.dropout_schedule is not None and not dropout_layers(model):
+        raise ConfigError(
+            "callbacks.dropout_schedule",
+            "the model has no dropout layer to drive",
+            "model.dropout > 0",
+        )
+    return compile_model(model, p)
+
+
+def fit(model, p: Prepared, *, callbacks=(), epochs=None, initial_epoch=0, **stack_kwargs):
+    """model.fit over the prepared tf.data splits with the callback stack, then the
+    caller's `callbacks`; returns (history, stack). `stack_kwargs` go to build_callbacks
+    (no `log`: nothing is tracked; no `run_dir`: no backup)."""
+    t, health = p.cfg.train, p.cfg.callbacks.gradient_health
+    probe = p.probe(health.batch_size) if health else None
+    stack = build_callbacks(p.cfg.callbacks, probe=probe, **stack_kwargs)
+    history = model.fit(
+        # Not repeated with steps_per_epoch: Keras then runs whole steps_per_execution
+        # blocks, and an epoch whose steps they do not divide would run past its end.
+        p.dataset("train"),
+        validation_data=p.dataset("val"),
+        epochs=epochs or t.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[*stack.callbacks, *callbacks],
+        verbose=t.verbose,
+        shuffle=False,  # the tf.data pipeline shuffles the training split itself
+    )
+    return history, stack
+
+
+def train(
+    p: Prepared, *, resume_id: str | None = None, callbacks: list[keras.callbacks.Callback] = ()
+) -> RunResult:
+    """Train and record one run of `p`, or continue run `resume_id` (whose logged config
+    `p` was prepared from) from its last backed-up epoch. `callbacks` are Keras callbacks
+    of the caller's own, run after the stack."""
+    model = build(p)
+    with tracking.training_run(p, resume_id=resume_id) as run_id:
+        history, stack = fit(
+            model,
+            p,
+            callbacks=callbacks,
+            log=tracking.epoch_logger(run_id),
+            logged_epochs=tracking.logged_epochs(run_id) if resume_id else 0,
+            run_dir=store.run_dir(run_id),
+        )
+        test_metrics = evaluate(model, p, "test")
+        frame = tracking.history_frame(run_id, list(history.history))  # all epochs, resumed too
+        pictures = store.run_dir(run_id) / "pictures"
+        run_pictures(model, p.cfg, p.splits, frame, pictures, seed=p.cfg.train.seed)
+        tracking.log_results(
+            run_id,
+            model=model,
+            history=frame,
+            pictures=pictures,
+            test_metrics=test_metrics,
+            summary=stack.summary(),
+            info=p.splits.info,
+            sample=take(p.splits.x_test, slice(0, 5)),
+            best_model=stack.best_model,
+            log_model=p.cfg.tracking.log_model,
+        )
+    shutil.rmtree(store.run_dir(run_id), ignore_errors=True)  # finished: nothing to resume
+    return RunResult(run_id, test_metrics, history.history, model)
+
+
+def evaluate(model, p: Prepared, split: str) -> dict[str, float]:
+    """The compiled metrics of `model` on one split, and on the test split the
+    architecture's extra metrics (e.g. exact-match accuracy of greedy decoding)."""
+    metrics = model.evaluate(p.dataset(split), return_dict=True, verbose=0)
+    evaluator = get_hook(p.cfg.model.arch, "evaluator")
+    if evaluator is not None and split == "test":
+        metrics |= evaluator(model, p.splits)
+    return {k: float(v) for k, v in metrics.items()}

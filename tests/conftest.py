@@ -1,4 +1,5 @@
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,8 +33,14 @@ def write_pipeline(tmp_path):
     return write
 
 
+def sigint_as_python_default():
+    # A process started in the background inherits SIGINT ignored, and Python keeps it so.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_tfdl(*args, uri: str):
-    """The real `tfdl` command as a background process against the store `uri`."""
+    """The real `tfdl` command as a background process against the store `uri`, taking
+    Ctrl-C (SIGINT) as a user's terminal would deliver it."""
     return subprocess.Popen(
         [*TFDL, *map(str, args)],
         cwd=PROJECT,
@@ -41,6 +48,7 @@ def start_tfdl(*args, uri: str):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        preexec_fn=sigint_as_python_default,
     )
 
 

@@ -1,8 +1,6 @@
 """The one guard every command runs in: exit codes, one line, runs never left RUNNING."""
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,12 +11,7 @@ from tfdl.cli import _flags, _parser, guarded, main
 from tfdl.errors import ConfigError
 from tfdl.store import open_sqlite
 
-from .conftest import PROJECT, TFDL, TINY
-
-
-def sigint_as_python_default():
-    # A background child of a non-interactive shell ignores SIGINT; CLI users' do not.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+from .conftest import TINY, start_tfdl
 
 
 @pytest.mark.slow
@@ -31,15 +24,7 @@ def test_a_signal_during_lr_find_kills_its_run_with_one_line(signum, tmp_path, w
     path = write_pipeline({**TINY, "train": {**TINY["train"], "batch_size": 4}})
     # Rates too small to diverge, far more steps than the test waits for.
     sweep = ["--min-lr", "1e-7", "--max-lr", "1e-6", "--steps", "100000"]
-    proc = subprocess.Popen(
-        [*TFDL, "lr-find", str(path), *sweep],
-        cwd=PROJECT,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=sigint_as_python_default,
-    )
+    proc = start_tfdl("lr-find", path, *sweep, uri=uri)
 
     def sweeping():
         exp = client.get_experiment_by_name("test")

@@ -18,7 +18,7 @@ from tfdl.cli import main
 from tfdl.signals import signals_deferred
 from tfdl.store import open_sqlite
 
-from .conftest import PROJECT, TINY, start_tfdl
+from .conftest import PROJECT, TINY, sigint_as_python_default, start_tfdl
 
 # The CLI with the default store moved to a folder given first: a run and its resume as a
 # user types them, with MLFLOW_TRACKING_URI unset, without touching the project's store.
@@ -30,11 +30,6 @@ MOVED_STORE = (
 
 def without_uri():
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-
-
-def sigint_as_python_default():
-    # A process started in the background inherits SIGINT ignored, and Python keeps it so.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def poll(condition, timeout=120, what="the moment to interrupt"):
@@ -211,15 +206,7 @@ def test_an_interrupted_search_is_killed_and_the_same_command_finishes_it(
     open_sqlite(uri)  # polling it must not race the command to create it
     client = MlflowClient(uri)
     path = search_job(batch_size=4, epochs=3)  # an epoch of a few hundred steps
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfdl.cli", "tune", path],
-        cwd=PROJECT,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=sigint_as_python_default,
-    )
+    proc = start_tfdl("tune", path, uri=uri)
 
     def second_trial_under_way():
         _, children = search_runs(client, db)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tfdl.data.pipeline import make_dataset, make_datasets
+from tfdl.data.pipeline import make_dataset, split_dataset
 from tfdl.data.spec import DataSpec, Splits
 
 
@@ -41,12 +41,13 @@ def test_labels_follow_the_loss():
     spec = DataSpec(input_shape=(3,), task="multiclass", num_classes=4)
     x, y = np.zeros((10, 3)), np.arange(10) % 4
     splits = Splits(x, y, x, y, x, y, spec)
-    train, _, _ = make_datasets(splits, batch_size=5, seed=0)
+    kw = dict(batch_size=5, training=True, seed=0)
+    train = split_dataset(splits, x, y, one_hot=False, **kw)
     xb, yb = next(iter(train))
     assert xb.dtype.name == "float32" and yb.dtype.name == "int64" and yb.shape == (5,)
-    one_hot, _, _ = make_datasets(splits, batch_size=5, seed=0, one_hot=True)
+    one_hot = split_dataset(splits, x, y, one_hot=True, **kw)
     assert next(iter(one_hot))[1].shape == (5, 4)
     binary = Splits(x, y % 2, x, y % 2, x, y % 2, DataSpec((3,), "binary", 2))
-    _, _, test = make_datasets(binary, batch_size=10, seed=0)
+    test = split_dataset(binary, x, y % 2, batch_size=10, training=False, seed=0, one_hot=False)
     yb = next(iter(test))[1]
     assert yb.shape == (10, 1) and yb.dtype.name == "float32"

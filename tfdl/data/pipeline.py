@@ -59,16 +59,6 @@ def split_dataset(
     )
 
 
-def make_datasets(splits, *, batch_size: int, seed: int, one_hot: bool = False):
-    """Train, validation and test datasets from a Splits."""
-    kw = dict(batch_size=batch_size, seed=seed, one_hot=one_hot)
-    return (
-        split_dataset(splits, splits.x_train, splits.y_train, training=True, **kw),
-        split_dataset(splits, splits.x_val, splits.y_val, training=False, **kw),
-        split_dataset(splits, splits.x_test, splits.y_test, training=False, **kw),
-    )
-
-
 def probe_batch(splits, size: int, one_hot: bool = False):
     """A fixed (x, y) batch of the training split, as the model sees it (gradient checks)."""
     rows = slice(0, size)

@@ -1,0 +1,24 @@
+"""`make install` refuses a Python too old for tfdl in one line, before making anything."""
+
+import subprocess
+
+from .conftest import PROJECT
+
+
+def test_make_install_refuses_an_old_python_before_making_the_venv(tmp_path):
+    old = tmp_path / "python3.9"
+    old.write_text("#!/bin/sh\necho 3.9\nexit 1\n")  # what the version check gets from 3.9
+    old.chmod(0o755)
+    venv = tmp_path / "venv"
+    out = subprocess.run(
+        ["make", "-s", "install", f"PYTHON={old}", f"VENV={venv}"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[0] == (
+        f"error: tfdl needs Python 3.11+; found 3.9 at {old} (set PYTHON=python3.11)"
+    )
+    assert not venv.exists()

@@ -398,7 +398,7 @@ CASES = [
         "lr-find-range-downwards",
         ("lr-find", PIPELINE, "--min-lr", "1", "--max-lr", "0.1"),
         "--min-lr",
-        "a minimum rate above 0 and below the maximum",
+        "0 < --min-lr < --max-lr",
         {"pipeline.yaml": TINY},
     ),
     Case(

@@ -94,6 +94,15 @@ def test_a_setting_is_named_by_the_flag_of_the_running_command_only(capsys):
     ]
 
 
+def test_settings_named_in_what_is_allowed_are_spelled_as_flags_too(capsys):
+    def refused():
+        raise ConfigError("min_lr", "1 to 0.1", "0 < min_lr < max_lr", ("min_lr", "max_lr"))
+
+    assert guarded("lr-find", refused, _flags(_parser(), "lr-find")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --min-lr: 1 to 0.1; allowed: 0 < --min-lr < --max-lr"
+
+
 def test_every_command_runs_in_the_guard(monkeypatch, capsys):
     """Each command, made to crash at its first step, answers with the guard's one line."""
     import tfdl.cli as cli

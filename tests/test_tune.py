@@ -261,3 +261,18 @@ def test_a_chief_and_two_workers_run_each_trial_once(tmp_path, job):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     combos = {(c.data.params["model.units"], c.data.params["model.activation"]) for c in children}
     assert len(children) == 4 and len(combos) == 4
+
+
+def test_a_changed_search_is_refused_until_overwritten(store, job, capsys):
+    assert main(["tune", str(job(max_trials=1, epochs=1))]) == 0
+    changed = str(job(max_trials=1, epochs=1, seed=7))
+    assert main(["tune", changed]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: search: the search changed since its last run; "
+        "allowed: --overwrite, to start afresh"
+    ]
+    (parent,), _ = runs()
+    assert parent.info.status == "FINISHED"  # the refusal touched nothing
+    assert main(["tune", changed, "--overwrite"]) == 0
+    (parent,), children = runs()
+    assert parent.data.params["seed"] == "7" and len(children) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -160,10 +161,12 @@ def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
 
 
 def _flagged(err: ConfigError, flags: dict[str, str]) -> ConfigError:
-    """The error with its setting named as the command line spells it."""
-    if err.field not in flags:
-        return err
-    return ConfigError(flags[err.field], err.problem, err.allowed)
+    """The error with its settings named as the command line spells them."""
+    allowed = err.allowed
+    for name in err.settings:
+        if allowed and name in flags:
+            allowed = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flags[name], allowed)
+    return ConfigError(flags.get(err.field, err.field), err.problem, allowed)
 
 
 def _interrupted(command: str, ended) -> str:

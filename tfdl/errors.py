@@ -5,10 +5,14 @@ class ConfigError(Exception):
     """Bad input, reported as one line naming the field (or file) and what is allowed.
 
     The CLI prints `str(err)` and exits with code 2; nothing has been written by then.
+    `field` names the setting (`run_id`, `train.epochs`), never a command-line flag;
+    `settings`: other settings `allowed` names, which the CLI also spells as its flags.
     """
 
-    def __init__(self, field: str, problem: str, allowed: str | None = None):
-        self.field, self.problem, self.allowed = field, problem, allowed
+    def __init__(
+        self, field: str, problem: str, allowed: str | None = None, settings: tuple[str, ...] = ()
+    ):
+        self.field, self.problem, self.allowed, self.settings = field, problem, allowed, settings
         super().__init__(self.line())
 
     def line(self) -> str:

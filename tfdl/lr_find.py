@@ -20,7 +20,7 @@ def check_sweep(min_lr: float, max_lr: float, steps: int) -> None:
     """ConfigError unless the sweep goes up from a positive rate over enough steps."""
     if not 0 < min_lr < max_lr:
         problem = f"the sweep must go up from a positive rate, got {min_lr} to {max_lr}"
-        raise ConfigError("min_lr", problem, "a minimum rate above 0 and below the maximum")
+        raise ConfigError("min_lr", problem, "0 < min_lr < max_lr", ("min_lr", "max_lr"))
     if steps < 10:
         raise ConfigError("steps", f"{steps} is too few to see a trend", ">= 10")
 

@@ -20,6 +20,7 @@ import mlflow
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
+from tfdl.config import flatten
 from tfdl.errors import ConfigError
 from tfdl.signals import signals_deferred
 from tfdl.store import artifact_root, open_sqlite, shared, tracking_uri
@@ -171,13 +172,20 @@ def search_parent(name: str, job: dict, experiment: str, overwrite: bool) -> Cal
         if found and not overwrite:
             if found[0].data.tags.get("tfdl.search_digest") != digest:
                 raise ConfigError(
-                    name, "the search changed since its last run", "overwrite it to start afresh"
+                    name,
+                    "the search changed since its last run",
+                    "overwrite, to start afresh",
+                    ("overwrite",),
                 )
             return reopened(found[0].info.run_id)()
-        for old in found:  # overwrite: the old search's runs go with its trials
-            c.delete_run(old.info.run_id)
+        for old in found:  # overwrite: the old search's run goes, and its trials with it
+            trials = c.search_runs([exp_id], f"tags.mlflow.parentRunId = '{old.info.run_id}'")
+            for run in [*trials, old]:
+                c.delete_run(run.info.run_id)
         tags = {"tfdl.search": name, "tfdl.search_digest": digest, "tfdl.kind": "search"}
-        return _create(exp_id, f"search-{name}", tags)
+        run_id = _create(exp_id, f"search-{name}", tags)
+        log_params(run_id, flatten(job))  # the tuner's settings and space
+        return run_id
 
     return open_run
 

@@ -51,7 +51,6 @@ def test_eight_trainings_at_once_against_a_new_store_all_finish_complete(tmp_pat
         assert {
             "config.yaml",
             "data_spec.json",
-            "normaliser.json",
             "history.csv",
             "model_summary.txt",
             "pictures",

@@ -29,12 +29,9 @@ def test_evaluate_reproduces_the_run_s_own_test_metrics(trained, capsys):
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
-def test_predict_scales_raw_inputs_like_training_and_names_the_classes(
-    trained, suffix, tmp_path, capsys
-):
+def test_predict_takes_raw_inputs_and_names_the_classes(trained, suffix, tmp_path, capsys):
     cfg = validate(TINY)
-    raw = load_splits(cfg.data.model_copy(update={"normalize": "none"}), cfg.train.seed)
-    scaled = load_splits(cfg.data, cfg.train.seed)
+    raw = load_splits(cfg.data, cfg.train.seed)  # raw pixels: the model scales them itself
     path = tmp_path / f"rows{suffix}"
     if suffix == ".npy":
         np.save(path, raw.x_test[:6])
@@ -47,7 +44,7 @@ def test_predict_scales_raw_inputs_like_training_and_names_the_classes(
         == 0
     )
     got = pd.read_csv(out)
-    expected = trained.model.predict(scaled.x_test[:6], verbose=0)
+    expected = trained.model.predict(raw.x_test[:6], verbose=0)
     np.testing.assert_allclose(got[[f"p_{c}" for c in range(10)]].to_numpy(), expected, atol=1e-5)
     assert list(got["prediction"]) == [int(i) for i in expected.argmax(axis=1)]
 

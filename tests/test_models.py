@@ -118,3 +118,29 @@ def test_residual_mlp_adds_a_skip_wherever_the_width_is_kept():
     assert adds == ["skip_1", "skip_3"]  # 64 -> 16 and 16 -> 8 change the width: no skip
     plain = build_model(ARCHITECTURES["deep_mlp"](arch="deep_mlp", units=[16, 16]), DIGITS)
     assert not any(isinstance(la, keras.layers.Add) for la in plain.layers)
+
+
+@pytest.mark.parametrize("how", ["standard", "minmax"])
+@pytest.mark.parametrize(
+    "arch, as_images", [("deep_mlp", False), ("cnn2d", True), ("resnet", True)]
+)
+def test_the_model_scales_raw_inputs_as_scikit_learn_does(how, arch, as_images):
+    """The normalisation fitted on the training split is the model's first layer (Keras'
+    Normalization), equal to scikit-learn's scaler on raw inputs; the rest of the model
+    sees what it saw when the splits were scaled outside it."""
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    from tfdl.config import validate
+    from tfdl.data.split import load_splits
+
+    data = {"source": "digits", "as_images": as_images, "normalize": how}
+    splits = load_splits(validate({"data": data, "model": {"arch": arch}}).data, 0)
+    model = build_model(validate({"data": data, "model": {"arch": arch}}).model, splits.spec)
+    first = model.layers[1]
+    assert isinstance(first, keras.layers.Normalization) and first.name == "normalize"
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    scaler = {"standard": StandardScaler, "minmax": MinMaxScaler}[how]().fit(flat(splits.x_train))
+    scaled = np.asarray(first(splits.x_test.astype("float32")))
+    np.testing.assert_allclose(flat(scaled), scaler.transform(flat(splits.x_test)), atol=1e-5)
+    again = keras.models.clone_model(model)  # rebuilt from its config alone
+    np.testing.assert_allclose(np.asarray(again.layers[1](splits.x_test[:5])), scaled[:5])

@@ -276,3 +276,18 @@ def test_a_changed_search_is_refused_until_overwritten(store, job, capsys):
     assert main(["tune", changed, "--overwrite"]) == 0
     (parent,), children = runs()
     assert parent.data.params["seed"] == "7" and len(children) == 1
+
+
+def test_a_search_registers_its_best_model_as_champion_and_names_its_trials(store, job):
+    assert main(["tune", str(job(max_trials=2, epochs=1, register_as="digits-search"))]) == 0
+    (parent,), children = runs()
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("digits-search", "champion")
+    assert str(champion.version) == "1" and champion.run_id == parent.info.run_id
+    names = sorted(c.info.run_name for c in children)
+    assert all(n.startswith("trial-") and "units=[" in n and "activation=" in n for n in names)
+    assert len(set(names)) == 2  # each trial's values tell it apart
+    # The search's run can stand for its best model the way a training run does.
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "data_spec.json", "best_pipeline.yaml"} <= artifacts
+    assert main(["train", "--resume", parent.info.run_id]) == 2  # a search is no training

@@ -73,13 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", help="where to save the learning-curve overlay PNG")
 
     e = sub.add_parser("evaluate", help="metrics of a logged model on a split of its data")
-    e.add_argument("--run-id", required=True)
+    _model_source(e)
     e.add_argument("--split", choices=("train", "val", "test"), default="test")
 
     d = sub.add_parser("predict", help="predictions of a logged model for new inputs")
-    d.add_argument("--run-id", required=True)
+    _model_source(d)
     d.add_argument("--input", required=True, help="a .csv (numeric columns) or .npy file")
     d.add_argument("--output", help="a CSV file to write (default: standard output)")
+
+    s = sub.add_parser("serve", help="serve a logged model over HTTP on 127.0.0.1")
+    _model_source(s)
+    s.add_argument("--port", type=int, default=5001)
+
+    x = sub.add_parser("export", help="write a logged model as a TensorFlow SavedModel")
+    _model_source(x)
+    x.add_argument("--output", required=True, help="a new or empty folder")
 
     g = sub.add_parser("generate", help="text from a logged language or seq2seq model")
     g.add_argument("--run-id", required=True, help="the MLflow run that trained the model")
@@ -91,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("ui", help="open the MLflow UI over the project store on 127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
     return p
+
+
+def _model_source(command: argparse.ArgumentParser) -> None:
+    """--run-id or --model: the model a run logged, or a version of the model registry."""
+    command.add_argument("--run-id", help="the MLflow run that trained the model")
+    command.add_argument("--model", help="a registered model: NAME@ALIAS or NAME/VERSION")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _evaluate,
         "compare": _compare,
         "predict": _predict,
+        "serve": _serve,
+        "export": _export,
         "ui": _ui,
     }
     return guarded(args.command, lambda: commands[args.command](args), _flags(parser, args.command))
@@ -283,18 +299,35 @@ def _compare(args) -> int:
     return 0
 
 
+def _source(args):
+    """(run, model URI, setting) of the model named by --run-id or --model: the run holds
+    the config and data spec the model was trained with."""
+    if (args.run_id is None) == (args.model is None):
+        raise ConfigError(
+            f"tfdl {args.command}",
+            "takes --run-id or --model, not both" if args.run_id else "needs --run-id or --model",
+            "--run-id RUN_ID, --model NAME@ALIAS or --model NAME/VERSION",
+        )
+    from tfdl.tracking import find_model, find_run, run_model_uri
+
+    if args.model is not None:
+        return *find_model(args.model), "model"
+    run = find_run(args.run_id)
+    return run, run_model_uri(run), "run_id"
+
+
 def _evaluate(args) -> int:
     from tfdl.prepared import prepare
     from tfdl.runtime import import_tensorflow
-    from tfdl.tracking import find_run, resolved_config
+    from tfdl.tracking import resolved_config
 
-    run = find_run(args.run_id)
-    p = prepare(resolved_config(run))  # the run's data, split as it was
+    run, uri, field = _source(args)
+    p = prepare(resolved_config(run, field))  # the run's data, split as it was
     import_tensorflow()
     from tfdl.inference import evaluate
     from tfdl.tracking import load_model
 
-    for name, value in evaluate(load_model(run), p, args.split).items():
+    for name, value in evaluate(load_model(run, uri), p, args.split).items():
         print(f"{args.split}_{name}\t{value:.6g}")
     return 0
 
@@ -303,23 +336,78 @@ def _predict(args) -> int:
     from tfdl.data.spec import DataSpec
     from tfdl.inference import predictions_frame, read_inputs
     from tfdl.runtime import import_tensorflow
-    from tfdl.tracking import find_run, load_spec
+    from tfdl.tracking import load_spec
 
-    run = find_run(args.run_id)
-    spec_dict, normaliser = load_spec(run)
+    run, uri, field = _source(args)
+    spec_dict, normaliser = load_spec(run, field)
     spec = DataSpec.from_dict(spec_dict)
     x = read_inputs(args.input, spec)  # a wrong file is reported before TensorFlow loads
     import_tensorflow()
-    from tfdl.data.split import apply_normaliser
+    from tfdl.inference import scaled_for
     from tfdl.tracking import load_model
 
-    model = load_model(run)
-    frame = predictions_frame(model.predict(apply_normaliser(x, normaliser), verbose=0), spec)
+    model = load_model(run, uri)
+    frame = predictions_frame(model.predict(scaled_for(model, x, normaliser), verbose=0), spec)
     if args.output:
         frame.to_csv(args.output, index=False)
         print(f"wrote {len(frame)} predictions to {args.output}")
     else:
         print(frame.to_csv(index=False), end="")
+    return 0
+
+
+# A run logged before models scaled their own inputs: its model takes scaled inputs.
+SCALED_INPUTS = (
+    "note: run {run} predates models that scale their own inputs: this model takes inputs "
+    "scaled with the run's normaliser.json (tfdl predict applies it)"
+)
+
+
+def _serve(args) -> int:
+    from tfdl.serving import check_port, example_payload, example_request, serve
+    from tfdl.store import tracking_uri
+
+    check_port(args.port)
+    run, uri, field = _source(args)
+    from tfdl.tracking import load_spec, model_inputs
+
+    spec, normaliser = load_spec(run, field)
+    payload = example_payload(model_inputs(uri, field), spec["input_shape"])
+    url = f"http://127.0.0.1:{args.port}"
+    print(f"serving {uri} (run {run.info.run_id}) on {url}; Ctrl-C stops it")
+    print(f"try: {example_request(args.port, payload)}")
+    if normaliser is not None:
+        print(SCALED_INPUTS.format(run=run.info.run_id))
+    sys.stdout.flush()
+    try:
+        code = serve(uri, args.port, tracking_uri())
+    except KeyboardInterrupt:
+        print(f"interrupted: the server on {url} is stopped", file=sys.stderr)
+        return 130
+    if code != 0:
+        print(f"error: the server on {url} exited with code {code}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export(args) -> int:
+    from tfdl.export import check_output
+    from tfdl.runtime import import_tensorflow
+
+    folder = check_output(args.output)
+    run, uri, field = _source(args)
+    from tfdl.tracking import load_model, load_spec
+
+    _, normaliser = load_spec(run, field)
+    import_tensorflow()
+    from tfdl.export import export_saved_model, signature_line
+
+    model = load_model(run, uri)
+    export_saved_model(model, folder)
+    print(f"wrote {uri} as a TensorFlow SavedModel to {folder}")
+    print(f"load it with tf.saved_model.load({str(folder)!r}).serve(x), x: {signature_line(model)}")
+    if normaliser is not None:
+        print(SCALED_INPUTS.format(run=run.info.run_id))
     return 0
 
 

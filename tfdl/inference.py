@@ -49,6 +49,20 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     return x
 
 
+def scaled_for(model, x: np.ndarray, normaliser: dict | None) -> np.ndarray:
+    """Raw inputs as `model` takes them. A model scales its own inputs (a Normalization
+    layer first); a run from before that logged the scaling beside its model
+    (normaliser.json, x' = x * weight + bias per flattened value), applied here."""
+    import keras
+
+    if normaliser is None or any(
+        isinstance(lay, keras.layers.Normalization) for lay in model.layers
+    ):
+        return x.astype(np.float32)
+    flat = x.reshape(len(x), -1) * np.asarray(normaliser["weight"]) + np.asarray(normaliser["bias"])
+    return flat.reshape(x.shape).astype(np.float32)
+
+
 def predictions_frame(probs: np.ndarray, spec: DataSpec):
     """Predictions as a table: the class and each class's probability, or the value."""
     import pandas as pd

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -10,6 +10,19 @@ PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]  # dropout rates, fractions of data
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+def _registrable(name: str) -> str:
+    # MLflow's registry refuses "/" and ":" and blank names; "@" would read as an alias
+    # in NAME@ALIAS; a name that is a path step would address a folder.
+    if not name.strip() or any(c in name for c in "/:@") or name.strip() in (".", ".."):
+        raise ValueError(
+            f"{name!r} is no registered model name; allowed: a name without '/', ':' or '@'"
+        )
+    return name
+
+
+RegisteredName = Annotated[str, Field(max_length=250), AfterValidator(_registrable)]
 
 
 class StrictModel(BaseModel):

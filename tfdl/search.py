@@ -196,7 +196,8 @@ def tracked(tuner_class):
             progress = TrialProgress(
                 label, names, lambda rest, whole: self._left(rest, whole, done)
             )
-            opener = tracking.trial(self.parent_id, trial.trial_id)
+            name = tracking.trial_name(trial.trial_id, values)
+            opener = tracking.trial(self.parent_id, trial.trial_id, name)
             start = time.monotonic()
             with tracking.run_lifecycle(
                 opener,
@@ -423,4 +424,6 @@ def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dic
         pipeline=pipeline,
         model=tuner.get_best_models(1)[0],
         sample=take(best.splits.x_test, slice(0, 5)),
+        spec=best.spec.to_dict(),
+        register_as=job.register_as,
     )

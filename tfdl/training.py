@@ -28,6 +28,7 @@ class RunResult:
     test_metrics: dict[str, float]
     history: dict[str, list[float]]
     model: keras.Model
+    model_version: str | None = None  # in the registry, with tracking.register_as
 
 
 def build(p: Prepared) -> keras.Model:
@@ -95,7 +96,7 @@ def train(
         frame = tracking.history_frame(run_id, list(history.history))  # all epochs, resumed too
         pictures = store.run_dir(run_id) / "pictures"
         run_pictures(model, p.cfg, p.splits, frame, pictures, seed=p.cfg.train.seed)
-        tracking.log_results(
+        version = tracking.log_results(
             run_id,
             model=model,
             history=frame,
@@ -104,11 +105,13 @@ def train(
             summary=stack.summary(),
             info=p.splits.info,
             sample=take(p.splits.x_test, slice(0, 5)),
+            spec=p.spec.to_dict(),
             best_model=stack.best_model,
             log_model=p.cfg.tracking.log_model,
+            register_as=p.cfg.tracking.register_as,
         )
     shutil.rmtree(store.run_dir(run_id), ignore_errors=True)  # finished: nothing to resume
-    return RunResult(run_id, test_metrics, history.history, model)
+    return RunResult(run_id, test_metrics, history.history, model, version)
 
 
 def evaluate(model, p: Prepared, split: str) -> dict[str, float]:

@@ -10,7 +10,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from tfdl.callbacks.schema import CallbacksConfig
 from tfdl.data.schema import DataConfig, Seed
 from tfdl.models.schema import ModelConfig
-from tfdl.schema import PositiveFloat, PositiveInt, Rate, StrictModel
+from tfdl.schema import PositiveFloat, PositiveInt, Rate, RegisteredName, StrictModel
 
 # ----------------------------------------------------------------------------- optimizers
 
@@ -135,6 +135,9 @@ class TrackingConfig(StrictModel):
     run_name: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     log_model: bool = True
+    # A name in MLflow's model registry: each run's model becomes a new version of it.
+    register_as: RegisteredName | None = None
+    system_metrics: bool = False  # MLflow's CPU, memory and GPU samples, into the run
 
 
 class PipelineConfig(StrictModel):

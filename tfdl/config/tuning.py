@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from tfdl.config.loading import apply_overrides, flatten, read_yaml, validate
 from tfdl.data.schema import Seed
 from tfdl.errors import ConfigError
-from tfdl.schema import PositiveFloat, PositiveInt, StrictModel
+from tfdl.schema import PositiveFloat, PositiveInt, RegisteredName, StrictModel
 from tfdl.store import PROJECT
 
 
@@ -101,6 +101,8 @@ class TuningConfig(StrictModel):
     seed: Seed = 42
     distribution: Literal["none", "mirrored"] = "none"  # mirrored: one trial over all GPUs
     mixed_precision: bool = False
+    # The best model becomes a new version of this registered model, alias "champion".
+    register_as: RegisteredName | None = None
 
 
 def load_tuning(path: str | Path, overrides=()) -> tuple[TuningConfig, dict]:

@@ -23,6 +23,9 @@ class DataSpec:
     input_dtype: str = "float32"
     vocabulary: tuple[str, ...] = ()  # token strings by id, for language models and seq2seq
     target_length: int | None = None  # seq2seq: tokens per target (decoder) sequence
+    # The scaling fitted on the training split, for the model's Normalization layer:
+    # {"how", "mean", "variance"} per input value (nested lists of input_shape); None: none.
+    normalizer: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,5 +68,4 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     spec: DataSpec
-    info: dict = field(default_factory=dict)  # e.g. normaliser statistics, for logging
-    normaliser: dict | None = None  # x' = x * weight + bias, fitted on the training split
+    info: dict = field(default_factory=dict)  # e.g. the normalisation's statistics, for logging

@@ -1,4 +1,5 @@
-"""Train / validation / test split and the normalisation fitted on the training split only.
+"""Train / validation / test split and the normalisation fitted on the training split only
+(applied by the model's first layer, so the splits and every consumer keep raw inputs).
 
 The test split is set aside first and the validation split is taken from what remains, both
 stratified by class for classification so every split has the whole set's class balance.
@@ -7,6 +8,7 @@ for data the model has never seen, so they must not leak into the preprocessing 
 """
 
 import importlib
+from dataclasses import replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -38,27 +40,47 @@ def get_loader(ref: str):
 
 
 def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:
-    """Split `arrays` by `cfg`'s fractions (deterministic in `seed`), then normalise."""
+    """Split `arrays` by `cfg`'s fractions (deterministic in `seed`) and fit the
+    normalisation on the training split. The splits keep their raw values: the fitted
+    scaling travels in the spec (`spec.normalizer`) and becomes the model's first layer."""
     stratified = arrays.spec.task in ("binary", "multiclass")
     train, val, test = _split_indices(arrays.y, cfg, seed, stratified)
     # Token ids are names, not magnitudes: they are never scaled.
     how = cfg.normalize if arrays.spec.input_dtype == "float32" else "none"
-    x_train, x_val, x_test, stats, normaliser = _normalise(
-        take(arrays.x, train), take(arrays.x, val), take(arrays.x, test), how
-    )
+    x_train = take(arrays.x, train)
+    normalizer = fit_normalizer(x_train, how)
     info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
-    info |= {"normalize": how, **stats}
+    info |= {"normalize": how, **_summary(normalizer)}
     return Splits(
         x_train=x_train,
         y_train=arrays.y[train],
-        x_val=x_val,
+        x_val=take(arrays.x, val),
         y_val=arrays.y[val],
-        x_test=x_test,
+        x_test=take(arrays.x, test),
         y_test=arrays.y[test],
-        spec=arrays.spec,
+        spec=replace(arrays.spec, normalizer=normalizer),
         info=info,
-        normaliser=normaliser,
     )
+
+
+def fit_normalizer(x_train: np.ndarray, how: str) -> dict | None:
+    """The scaling of `how`, fitted on the training split, as the `mean` and `variance` per
+    input value that keras.layers.Normalization takes: (x - mean) / sqrt(variance) is
+    scikit-learn's StandardScaler (mean, variance) or MinMaxScaler (minimum, range
+    squared). A value constant in training is only centred, as scikit-learn does."""
+    if how == "none":
+        return None
+    scaler = SCALERS[how]().fit(_flat(x_train))
+    if how == "standard":
+        centre, spread = scaler.mean_, scaler.scale_
+    else:  # x' = x * scale_ + min_, with scale_ = 1 / range (1 where the range is 0)
+        centre, spread = scaler.data_min_, 1.0 / scaler.scale_
+    shape = x_train.shape[1:]
+    return {
+        "how": how,
+        "mean": centre.reshape(shape).tolist(),
+        "variance": (spread**2).reshape(shape).tolist(),
+    }
 
 
 def _split_indices(y: np.ndarray, cfg: SourceConfig, seed: int, stratified: bool):
@@ -101,30 +123,9 @@ def _split_error(y: np.ndarray, cfg: SourceConfig, stratified: bool, err: ValueE
     )
 
 
-def _normalise(x_train: np.ndarray, x_val: np.ndarray, x_test: np.ndarray, how: str):
-    if how == "none":
-        return x_train, x_val, x_test, {}, None
-    # Scalers work on a table: images and sequences are flattened to one column per value.
-    scaler = SCALERS[how]().fit(_flat(x_train))
-    scaled = [
-        scaler.transform(_flat(x)).reshape(x.shape).astype(np.float32)
-        for x in (x_train, x_val, x_test)
-    ]
-    return *scaled, _summary(scaler), _affine(scaler)
-
-
-def _affine(scaler) -> dict:
-    """The fitted scaler as x' = x * weight + bias per flattened feature: what a run logs so
-    that new inputs can be scaled like its training data (`tfdl predict`)."""
-    if isinstance(scaler, StandardScaler):
-        weight, bias = 1.0 / scaler.scale_, -scaler.mean_ / scaler.scale_
-    else:
-        weight, bias = scaler.scale_, scaler.min_
-    return {"weight": weight.tolist(), "bias": bias.tolist()}
-
-
 def apply_normaliser(x: np.ndarray, normaliser: dict | None) -> np.ndarray:
-    """Scale inputs with a logged normaliser (see _affine); None leaves them as they are."""
+    """Scale inputs with the `normaliser.json` (x' = x * weight + bias per flattened value)
+    that runs logged before the scaling moved into the model; None leaves them as they are."""
     if normaliser is None:
         return x.astype(np.float32)
     flat = _flat(x) * np.asarray(normaliser["weight"]) + np.asarray(normaliser["bias"])
@@ -135,12 +136,16 @@ def _flat(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def _summary(scaler) -> dict:
-    """The fitted statistics' range over features, as plain floats for logging."""
-    if isinstance(scaler, StandardScaler):
-        stats = {"mean": scaler.mean_, "std": scaler.scale_}
+def _summary(normalizer: dict | None) -> dict:
+    """The fitted statistics' range over the input values, as plain floats for logging."""
+    if normalizer is None:
+        return {}
+    centre = np.asarray(normalizer["mean"])
+    spread = np.sqrt(np.asarray(normalizer["variance"]))
+    if normalizer["how"] == "standard":
+        stats = {"mean": centre, "std": spread}
     else:
-        stats = {"min": scaler.data_min_, "max": scaler.data_max_}
+        stats = {"min": centre, "max": centre + spread}
     summary = {}
     for name, values in stats.items():
         summary[f"train_{name}_lo"] = float(np.min(values))

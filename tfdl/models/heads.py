@@ -1,20 +1,30 @@
 """Inputs and output layers shared by every builder: the task decides the output."""
 
 import keras
+import numpy as np
 
 # The output non-linearity that turns scores into the task's prediction.
 TASK_ACTIVATION = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}
 
 
 def inputs_for(spec, flatten: bool = False):
-    """The model input; `flatten` turns images or sequences into one feature vector."""
+    """The model's raw input, scaled by the normalisation fitted on the training split (so
+    the model takes inputs as a user has them); `flatten` turns images or sequences into
+    one feature vector."""
     inputs = keras.Input(shape=spec.input_shape, name="inputs")
-    x = (
-        keras.layers.Flatten(name="flatten")(inputs)
-        if flatten and len(spec.input_shape) > 1
-        else inputs
-    )
+    x = inputs if spec.normalizer is None else normalization(spec.normalizer)(inputs)
+    if flatten and len(spec.input_shape) > 1:
+        x = keras.layers.Flatten(name="flatten")(x)
     return inputs, x
+
+
+def normalization(fitted: dict) -> keras.layers.Normalization:
+    """(x - mean) / sqrt(variance) per input value: Keras' own layer with the statistics of
+    the training split, which stock Keras rebuilds from the saved model's config."""
+    mean = np.asarray(fitted["mean"], dtype="float32")
+    axes = tuple(range(1, mean.ndim + 1))  # one statistic per value of a sample
+    variance = np.asarray(fitted["variance"], dtype="float32")
+    return keras.layers.Normalization(axis=axes, mean=mean, variance=variance, name="normalize")
 
 
 def dense(impl: str = "keras"):

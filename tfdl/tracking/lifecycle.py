@@ -190,7 +190,7 @@ def search_parent(name: str, job: dict, experiment: str, overwrite: bool) -> Cal
     return open_run
 
 
-def trial(parent_id: str, trial_id: str) -> Callable[[], str]:
+def trial(parent_id: str, trial_id: str, name: str | None = None) -> Callable[[], str]:
     """Opens a trial's nested run under the search's parent. An earlier, interrupted
     attempt at the same trial is deleted first: the trial is recorded once, by the attempt
     that ran it through."""
@@ -202,7 +202,7 @@ def trial(parent_id: str, trial_id: str) -> Callable[[], str]:
         for stale in c.search_runs([exp_id], query):
             c.delete_run(stale.info.run_id)
         tags = {"mlflow.parentRunId": parent_id, "tfdl.trial_id": trial_id, "tfdl.kind": "trial"}
-        return _create(exp_id, f"trial-{trial_id}", tags)
+        return _create(exp_id, name or f"trial-{trial_id}", tags)
 
     return open_run
 
@@ -212,3 +212,20 @@ def log_params(run_id: str, params: dict[str, str]) -> None:
     items = [Param(k, str(v)) for k, v in params.items()]
     for i in range(0, len(items), 100):
         client().log_batch(run_id, params=items[i : i + 100])
+
+
+@contextlib.contextmanager
+def system_metrics(run_id: str, enabled: bool, resumed: bool = False) -> Iterator[None]:
+    """MLflow's system metrics (CPU, memory, disk, network; GPU when present) sampled into
+    the run while the block runs, when `enabled`; a resumed run continues their steps."""
+    if not enabled:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, resume_logging=resumed, tracking_uri=tracking_uri())
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()

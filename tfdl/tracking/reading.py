@@ -32,6 +32,10 @@ def find_run(run_id: str, field: str = "run_id"):
 def resumable(run_id: str):
     """(resolved config, run) of an interrupted run; ConfigError if it cannot resume."""
     run = find_run(run_id, field="resume")
+    kind = run.data.tags.get("tfdl.kind", "training")
+    if kind != "training":
+        problem = f"run {run_id} is a {kind.replace('_', '-')} run, not a training"
+        raise ConfigError("resume", problem, "the id of an interrupted training run")
     if run.info.status == "FINISHED":
         raise ConfigError(
             "resume",
@@ -41,40 +45,127 @@ def resumable(run_id: str):
     return resolved_config(run), run
 
 
-def resolved_config(run):
-    """The validated pipeline a run logged when it started (its config.yaml)."""
+def resolved_config(run, field: str = "run_id"):
+    """The validated pipeline a run logged when it started (its config.yaml); ConfigError
+    naming the setting `field` if it logged none."""
     from tfdl.config import validate
 
-    config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))
-    return validate(config)
+    try:
+        text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml")
+    except (MlflowException, OSError):
+        raise ConfigError(
+            field, f"run {run.info.run_id} logged no config.yaml", "a run of tfdl train"
+        ) from None
+    return validate(yaml.safe_load(text))
 
 
-def load_spec(run) -> tuple[dict, dict | None]:
-    """(data spec, normaliser or None) a run logged; ConfigError if it logged none."""
+def load_spec(run, field: str = "run_id") -> tuple[dict, dict | None]:
+    """(data spec, normaliser or None) a run logged; ConfigError naming the setting `field`
+    if it logged no spec. Only runs from before models scaled their own inputs logged a
+    normaliser (normaliser.json)."""
     try:
         spec = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/data_spec.json")
     except (MlflowException, OSError):
         raise ConfigError(
-            "run_id", f"run {run.info.run_id} logged no data_spec.json", "a run of tfdl train"
+            field, f"run {run.info.run_id} logged no data_spec.json", "a run of tfdl train"
         ) from None
     try:
         normaliser = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/normaliser.json")
     except (MlflowException, OSError):
-        normaliser = None  # trained without normalisation
+        normaliser = None  # the model scales its inputs itself, or nothing is scaled
     return spec, normaliser
 
 
-def load_model(run):
-    """The Keras model a run logged; ConfigError if it has none."""
+def load_model(run, uri: str | None = None):
+    """The Keras model a run logged, or the registered version at `uri` (see
+    find_model); ConfigError if there is none."""
     try:
-        client()  # `runs:/` resolves against the global URI
-        return mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+        client()  # `runs:/` and `models:/` resolve against the global URI
+        return mlflow.tensorflow.load_model(uri or run_model_uri(run))
     except (MlflowException, OSError):
+        if uri:
+            raise ConfigError(
+                "model", f"{uri} does not load as a Keras model", "a version of a tfdl run's model"
+            ) from None
         raise ConfigError(
             "run_id",
             f"run {run.info.run_id} has no logged model",
             "a FINISHED run trained with tracking.log_model: true",
         ) from None
+
+
+def run_model_uri(run) -> str:
+    """The URI of the model a run logged: a training run's `model`, a search's best."""
+    name = "best_model" if run.data.tags.get("tfdl.kind") == "search" else "model"
+    return f"runs:/{run.info.run_id}/{name}"
+
+
+MODEL_REFS = "NAME@ALIAS or NAME/VERSION of a registered model"
+
+
+def find_model(ref: str):
+    """(source run, model URI) of a registered model version named `NAME@ALIAS` or
+    `NAME/VERSION`. The run holds the config and data spec the version was trained with;
+    the URI names the version itself, so an alias moved later cannot switch models midway.
+
+    ConfigError naming the setting `model` for a malformed reference, an unknown model,
+    version or alias, listing what exists.
+    """
+    body = ref.removeprefix("models:/")
+    # Registered names hold no "/" (MLflow refuses them), so NAME/VERSION splits at the first.
+    name, sep, key = body.partition("/") if "/" in body else body.rpartition("@")
+    if not (name and key) or (sep == "/" and not key.isdigit()):
+        raise ConfigError("model", f"{ref!r} names no model version", MODEL_REFS)
+    if not _store_exists():
+        raise ConfigError(
+            "model",
+            f"no registered model {name!r}: the store {tracking_uri()} does not exist",
+            "train a pipeline with tracking.register_as: NAME first",
+        )
+    c = client()
+    try:
+        model = c.get_registered_model(name)
+    except MlflowException:
+        names = sorted(m.name for m in c.search_registered_models())
+        raise ConfigError(
+            "model",
+            f"no registered model {name!r} in the store {tracking_uri()}",
+            ", ".join(names) or "none registered yet (tracking.register_as: NAME)",
+        ) from None
+    versions = sorted(int(v.version) for v in c.search_model_versions(f"name = '{name}'"))
+    aliases = dict(sorted(model.aliases.items()))
+    known = [f"{name}@{a}" for a in aliases] + [f"{name}/{v}" for v in versions]
+    if sep == "@" and key not in aliases:
+        problem = f"model {name!r} has no alias {key!r}"
+        raise ConfigError("model", problem, ", ".join(known) or "no versions yet")
+    if sep == "/" and int(key) not in versions:
+        problem = f"model {name!r} has no version {key}"
+        raise ConfigError("model", problem, ", ".join(known) or "no versions yet")
+    version = str(aliases[key] if sep == "@" else int(key))
+    source = c.get_model_version(name, version).run_id
+    if not source:
+        raise ConfigError(
+            "model",
+            f"version {version} of {name!r} was not logged by a run of this store",
+            "a version registered from a run's model",
+        )
+    return find_run(source, field="model"), f"models:/{name}/{version}"
+
+
+def model_inputs(uri: str, field: str = "run_id") -> list[dict] | None:
+    """The inputs of a logged model's signature as plain dicts (`type`, `name`,
+    `tensor-spec` with dtype and shape), None when it has no signature; ConfigError naming
+    the setting `field` when there is no model at `uri`."""
+    try:
+        client()
+        signature = mlflow.models.get_model_info(uri).signature
+    except (MlflowException, OSError):
+        raise ConfigError(
+            field,
+            f"no logged model at {uri}",
+            "a FINISHED run trained with tracking.log_model: true",
+        ) from None
+    return signature.inputs.to_dict() if signature is not None else None
 
 
 def logged_epochs(run_id: str) -> int:

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import io
 import json
+import secrets
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from mlflow.entities import Metric, RunTag
 
@@ -79,34 +82,109 @@ def run_tags(cfg, pipeline_path: str | None) -> dict[str, str]:
     return tags
 
 
-def log_start(run_id: str, cfg: dict, spec: dict, normaliser: dict | None) -> None:
+def unique_name(*parts: str) -> str:
+    """A run name that says what ran and tells runs apart: its parts, the time, and four
+    hex digits from the OS's generator (Python's `random` is seeded by training, so names
+    drawn from it repeat run after run)."""
+    return "-".join([*parts, time.strftime("%m%d-%H%M%S"), secrets.token_hex(2)])
+
+
+def trial_name(trial_id: str, values: dict) -> str:
+    """`trial-3 units=[64], activation=relu`: a trial's values in its name, for the UI."""
+    shown = ", ".join(f"{path.rsplit('.', 1)[-1]}={json.dumps(v)}" for path, v in values.items())
+    return f"trial-{trial_id} {shown}"[:250]  # MLflow's limit on run names
+
+
+def log_datasets(run_id: str, prepared) -> None:
+    """The data a run trained on, as MLflow dataset inputs (the UI's Dataset column): each
+    split with its source, schema, size and a digest of its whole content, so that a
+    changed file shows as a new digest."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.numpy_dataset import from_numpy
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    data, s = prepared.cfg.data, prepared.splits
+    path = getattr(data, "path", None)
+    if path:
+        source, name = LocalArtifactDatasetSource(Path(path).resolve().as_uri()), Path(path).name
+    else:
+        source, name = CodeDatasetSource({"tfdl.source": data.source}), data.source
+    inputs = []
+    for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+        x, y = getattr(s, f"x_{split}"), getattr(s, f"y_{split}")
+        dataset = from_numpy(x, targets=y, source=source, name=name, digest=_digest(x, y))
+        tags = [InputTag("mlflow.data.context", context)]
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
+    client().log_inputs(run_id, datasets=inputs)
+
+
+def _digest(*arrays) -> str:
+    """Eight hex digits of a hash over every value (MLflow's own hashes the first 10,000)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        for part in a.values() if isinstance(a, dict) else [a]:
+            part = np.ascontiguousarray(part)
+            h.update(str((part.dtype, part.shape)).encode())
+            h.update(part.tobytes())
+    return h.hexdigest()[:8]
+
+
+def log_start(run_id: str, cfg: dict, spec: dict) -> None:
     """What a run records first, so that an interrupted run can be resumed: every config
-    value as a parameter, the resolved config.yaml, the data spec and the normaliser."""
+    value as a parameter, the resolved config.yaml and the data spec."""
     c = client()
     log_params(run_id, flatten(cfg))
     c.log_text(run_id, yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
     c.log_dict(run_id, spec, "data_spec.json")
-    if normaliser is not None:
-        c.log_dict(run_id, normaliser, "normaliser.json")
 
 
-def log_keras_model(run_id: str, model, name: str, sample) -> None:
-    """A Keras model as an MLflow model of the run, with the signature of `sample`."""
+def log_keras_model(
+    run_id: str, model, name: str, sample, spec: dict, register_as: str | None = None
+) -> str | None:
+    """A Keras model as an MLflow model of the run that stands alone: its signature is the
+    raw input tensor(s) of `sample`'s shape; its metadata names the features and classes
+    (`spec`: the data spec); and it carries tfdl's own layers (their classes and the code
+    defining them), so `mlflow.pyfunc.load_model` and `mlflow models serve` need no
+    installed tfdl. With `register_as`, the model becomes a new version of that
+    registered model; returns the version."""
     import keras
     import mlflow
     import tensorflow as tf
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
+    import tfdl
+
+    # A seq2seq model's sample is a dict of named inputs; a single input stays unnamed, so
+    # MLflow hands the model the array itself rather than a one-item structure.
+    inputs = sample if isinstance(sample, dict) else {None: sample}
+    inputs = {k: np.asarray(v) for k, v in inputs.items()}
+    output = np.asarray(model.predict(sample, verbose=0))
+    signature = ModelSignature(
+        Schema([TensorSpec(v.dtype, (-1, *v.shape[1:]), k) for k, v in inputs.items()]),
+        Schema([TensorSpec(output.dtype, (-1, *output.shape[1:]))]),
+    )
+    ours = {k: v for k, v in keras.saving.get_custom_objects().items() if k.startswith("tfdl>")}
+    names = {k: list(spec.get(k) or ()) for k in ("feature_names", "class_names")}
     # MLflow files a logged model under the global store and experiment, not the run's.
     mlflow.set_experiment(experiment_id=client().get_run(run_id).info.experiment_id)
-    mlflow.tensorflow.log_model(
+    info = mlflow.tensorflow.log_model(
         model,
         name=name,
         run_id=run_id,
-        signature=infer_signature(sample, model.predict(sample, verbose=0)),
+        registered_model_name=register_as,
+        signature=signature,
+        metadata={"task": spec["task"], **names},
+        custom_objects=ours,
+        code_paths=[str(Path(tfdl.__file__).parent)],
         # Pinned here: inferring requirements would reload the model in a subprocess.
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
     )
+    version = info.registered_model_version
+    if version is not None:
+        client().set_tag(run_id, "tfdl.registered", f"{register_as}/{version}")
+    return None if version is None else str(version)
 
 
 def log_results(
@@ -119,10 +197,13 @@ def log_results(
     summary,
     info: dict,
     sample,
+    spec: dict,
     best_model,
     log_model: bool = True,
-) -> None:
-    """The end of a run: test metrics, training summary, history, pictures, the model(s)."""
+    register_as: str | None = None,
+) -> str | None:
+    """The end of a run: test metrics, training summary, history, pictures, the model(s).
+    Returns the registered model version, if `register_as` named a registered model."""
     c = client()
     metrics, tags = summary
     now = int(time.time() * 1000)
@@ -145,7 +226,8 @@ def log_results(
     if best_model is not None:
         c.log_artifact(run_id, str(best_model), "best_model")
     if log_model:
-        log_keras_model(run_id, model, "model", sample)
+        return log_keras_model(run_id, model, "model", sample, spec, register_as)
+    return None
 
 
 def log_lr_find(run_id: str, settings: dict, lrs, losses, smoothed, suggestion: float) -> None:
@@ -177,9 +259,21 @@ def log_trial_values(run_id: str, values: dict) -> None:
 
 
 def log_search(
-    parent_id: str, *, table, best: dict, metric: str, plot, pipeline: dict, model, sample
+    parent_id: str,
+    *,
+    table,
+    best: dict,
+    metric: str,
+    plot,
+    pipeline: dict,
+    model,
+    sample,
+    spec: dict,
+    register_as: str | None = None,
 ):
-    """A finished search: results table, objective plot, best values, pipeline and model."""
+    """A finished search: results table, objective plot, best values, the best pipeline
+    (also as config.yaml, with the data spec, as a training run has them) and model. With
+    `register_as`, the best model becomes a new version with the alias `champion`."""
     c = client()
     # Tags, not params: a resumed search may find a new best, and params cannot change.
     tags = [
@@ -192,8 +286,12 @@ def log_search(
         plot(Path(tmp) / "objective.png")
         (Path(tmp) / "best_pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
         c.log_artifacts(parent_id, tmp)
+    c.log_text(parent_id, yaml.safe_dump(pipeline, sort_keys=False), "config.yaml")
+    c.log_dict(parent_id, spec, "data_spec.json")
     if model is not None:
-        log_keras_model(parent_id, model, "best_model", sample)
+        version = log_keras_model(parent_id, model, "best_model", sample, spec, register_as)
+        if version is not None:
+            c.set_registered_model_alias(register_as, "champion", version)
     # Last: a rerun takes the best score as the sign that all of the above was logged.
     score = Metric(f"best_{metric}", best["score"], int(time.time() * 1000), 0)
     c.log_batch(parent_id, metrics=[score])

@@ -56,7 +56,10 @@ test-fast: $(BIN)/tfdl ## Run the tests not marked slow
 	$(BIN)/pytest -q -n $(JOBS) -m "not slow"
 
 e2e: $(BIN)/tfdl ## A real mlflow server and headless Chromium over its UI (installs chromium via apt)
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium chromium-driver)
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (headless, for the browser test)"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
+	  { echo "error: apt-get could not install chromium" >&2; exit 1; }
 	$(BIN)/pytest -q tests/test_browser.py tests/test_server.py
 
 bench: $(BIN)/tfdl ## Speed, overhead and memory benchmarks; writes benchmarks/results/speed.{md,json}

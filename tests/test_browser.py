@@ -1,8 +1,13 @@
-"""The MLflow UI, served and rendered by a headless Chromium, shows a run of the store."""
+"""The MLflow UI, served by a real `mlflow server` and rendered by a headless Chromium,
+shows two runs tfdl trained against that server: both names and the data set."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +17,23 @@ from .mlflow_server import mlflow_server
 
 pytestmark = pytest.mark.slow
 
-RUN_NAME = "needle-run-6s191"
-# The machine's network is closed: no background fetches, updates or sync, or Chromium
-# stalls on them. No sandbox: the tests may run as root.
+DATASET = "digits"
+PIPELINE = {
+    "data": {"source": DATASET},
+    "model": {"arch": "deep_mlp", "units": [16]},
+    "train": {"epochs": 1, "batch_size": 64, "verbose": 0},
+    "tracking": {"experiment": "browser"},
+}
+# Two runs of one pipeline in one process (TensorFlow imported once); their ids on the
+# last line of stdout.
+TRAIN_TWICE = """
+import json, sys
+import tfdl
+pipeline = json.loads(sys.argv[1])
+print(json.dumps([tfdl.train(pipeline).run_id for _ in range(2)]))
+"""
+# The machine's network may be closed: no background fetches, updates or sync, or
+# Chromium stalls on them. No sandbox: the tests may run as root.
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -25,6 +44,8 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Virtual time for the page's scripts, then a longer second try drawing every frame.
+ATTEMPTS = [(20000, ()), (40000, ("--run-all-compositor-stages-before-draw",))]
 
 
 def chromium() -> str | None:
@@ -32,9 +53,10 @@ def chromium() -> str | None:
     return found or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
 
-def dump_dom(browser: str, url: str, profile: Path, budget_ms: int, extra=()) -> str:
-    """The DOM after the page's scripts ran for `budget_ms` of virtual time."""
-    done = subprocess.run(
+def dump_dom(browser: str, url: str, profile: Path, budget_ms: int, extra=()):
+    """Chromium's run: the DOM (stdout) after the page's scripts ran for `budget_ms` of
+    virtual time, in a fresh profile."""
+    return subprocess.run(
         [
             browser,
             *CHROMIUM_FLAGS,
@@ -46,9 +68,8 @@ def dump_dom(browser: str, url: str, profile: Path, budget_ms: int, extra=()) ->
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=90,
     )
-    return done.stdout
 
 
 def page_text(dom: str) -> str:
@@ -57,29 +78,69 @@ def page_text(dom: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
 
-def test_the_ui_lists_a_run_by_name(tmp_path):
+def rendered(browser: str, url: str, profiles: Path, wanted: list[str]) -> str:
+    """The page's text once it shows everything in `wanted`; fails with what it showed."""
+    seen = []
+    for budget, extra in ATTEMPTS:
+        done = dump_dom(browser, url, profiles / f"profile-{budget}", budget, extra)
+        text = page_text(done.stdout)
+        if all(w in text for w in wanted):
+            return text
+        seen.append(f"{text[:2000]}\n(chromium exited {done.returncode}: {done.stderr[-1000:]})")
+    pytest.fail(f"{wanted} not all rendered at {url}; the page read:\n" + "\n---\n".join(seen))
+
+
+def excerpt(text: str, word: str, width: int = 80) -> str:
+    at = text.index(word)
+    return text[max(0, at - width) : at + len(word) + width]
+
+
+def test_the_ui_shows_two_trained_runs_and_their_data(tmp_path):
     browser = chromium()
     if browser is None:
         pytest.skip("chromium is not installed: make e2e installs it")
     folder = tmp_path / "server"
     folder.mkdir()
     with mlflow_server(folder) as server:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", TRAIN_TWICE, json.dumps(PIPELINE)],
+            capture_output=True,
+            text=True,
+            timeout=150,
+            cwd=tmp_path,
+            env={**os.environ, "MLFLOW_TRACKING_URI": server.url},
+        )
+        assert done.returncode == 0, done.stderr[-3000:] + server.log.read_text()[-3000:]
+        run_ids = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"\ntwo runs trained against the server: {time.monotonic() - started:.1f} s")
+
         client = MlflowClient(server.url)
-        experiment_id = client.create_experiment("browser")
-        run = client.create_run(experiment_id, run_name=RUN_NAME)
-        client.log_param(run.info.run_id, "model.arch", "deep_mlp")
-        client.set_terminated(run.info.run_id)
+        runs = [client.get_run(run_id) for run_id in run_ids]
+        names = [run.info.run_name for run in runs]
+        assert names[0] != names[1], names
+        assert {run.info.status for run in runs} == {"FINISHED"}
+        (experiment_id,) = {run.info.experiment_id for run in runs}
+        # Each run's training split as the runs table's Dataset column shows it: the
+        # source's name, the digest of the split's content, its context.
+        cells = [
+            f"{d.dataset.name} ({d.dataset.digest}) training"
+            for run in runs
+            for d in run.inputs.dataset_inputs
+            if any(t.key == "mlflow.data.context" and t.value == "training" for t in d.tags)
+        ]
+        assert len(cells) == 2, cells
+        assert all(cell.startswith(f"{DATASET} (") for cell in cells), cells
 
         # The experiment's bare URL opens its GenAI overview: the runs table is at /runs.
         url = f"{server.url}/#/experiments/{experiment_id}/runs"
-        attempts = [(20000, ()), (40000, ("--run-all-compositor-stages-before-draw",))]
-        texts = []
-        for budget, extra in attempts:
-            text = page_text(dump_dom(browser, url, tmp_path / f"profile-{budget}", budget, extra))
-            texts.append(text)
-            if RUN_NAME in text:
-                break
-        else:
-            seen = "\n---\n".join(t[:1500] for t in texts)
-            pytest.fail(f"{RUN_NAME!r} not rendered at {url}; the page read:\n{seen}")
-        assert "1 matching run" in text  # the table counted the run, not just a title
+        started = time.monotonic()
+        text = rendered(browser, url, tmp_path, [*names, *cells])
+        print(f"runs page rendered in {time.monotonic() - started:.1f} s: {url}")
+        for name in names:
+            print(f"run name {name!r}: ...{excerpt(text, name)}...")
+        print(f"dataset {DATASET!r}: ...{excerpt(text, cells[0])}...")
+        assert "2 matching runs" in text  # the table counted both runs, not just a title
+        # One Dataset cell per run (the names hold "digits" too, so the cell is checked).
+        for cell in set(cells):
+            assert text.count(cell) == cells.count(cell), (cell, text.count(cell))

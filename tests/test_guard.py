@@ -113,6 +113,8 @@ def test_every_command_runs_in_the_guard(monkeypatch, capsys):
         "lr-find": ["pipelines/mlp.yaml"],
         "evaluate": ["--run-id", "x"],
         "predict": ["--run-id", "x", "--input", "x.csv"],
+        "serve": ["--run-id", "x"],
+        "export": ["--run-id", "x", "--output", "x"],
         "generate": ["--run-id", "x"],
         "compare": [],
         "list": [],

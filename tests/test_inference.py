@@ -28,6 +28,21 @@ def test_evaluate_reproduces_the_run_s_own_test_metrics(trained, capsys):
     assert float(printed["val_loss"]) == pytest.approx(trained.history["val_loss"][-1], rel=1e-4)
 
 
+def test_the_logged_pictures_count_the_logged_test_accuracy(trained):
+    """The confusion matrix is drawn from the model as logged (scaling inside it): its
+    diagonal over its total is the run's test accuracy."""
+    import mlflow
+
+    run = MlflowClient().get_run(trained.run_id)
+    path = mlflow.artifacts.download_artifacts(
+        f"{run.info.artifact_uri}/pictures/confusion_matrix.csv"
+    )
+    counts = pd.read_csv(path, index_col=0).to_numpy()
+    assert counts.trace() / counts.sum() == pytest.approx(
+        run.data.metrics["test_accuracy"], abs=1e-7
+    )
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
 def test_predict_takes_raw_inputs_and_names_the_classes(trained, suffix, tmp_path, capsys):
     cfg = validate(TINY)

@@ -290,7 +290,7 @@ def test_a_search_cut_off_while_logging_its_results_logs_them_all_when_rerun(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(mlflow.models, "infer_signature", interrupted)  # as the model is logged
+        patch.setattr("tfdl.tracking.records.log_keras_model", interrupted)  # as it logs the model
         assert main(["tune", path]) == 130
     client = MlflowClient()
     (parent,), _ = search_runs(client, store / "mlflow.db")

@@ -23,11 +23,12 @@ REFS = "allowed: NAME@ALIAS or NAME/VERSION of a registered model"
 
 @pytest.fixture
 def registered(store):
-    """A trained run whose model is versions 1 and 2 of `digits`, `champion` on 2, and a
-    second registered model, `other`."""
-    run = train(validate(TINY))
+    """A trained run whose model is versions 1 (registered by the run) and 2 of `digits`,
+    `champion` on 2, and version 1 of a second registered model, `other`."""
+    run = train(validate({**TINY, "tracking": {"experiment": "test", "register_as": "digits"}}))
+    assert run.model_version == "1"
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    for name in ("digits", "digits", "other"):
+    for name in ("digits", "other"):
         mlflow.register_model(f"runs:/{run.run_id}/model", name)
     MlflowClient().set_registered_model_alias("digits", "champion", "2")
     return run
@@ -142,3 +143,15 @@ def test_a_taken_port_is_refused_before_the_server_starts(registered, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: --port: 127.0.0.1:{port} is in use; allowed: a free port"
     ]
+
+
+def test_a_run_without_a_model_is_refused_before_serving_or_exporting(store, tmp_path, capsys):
+    run = train(validate({**TINY, "tracking": {"experiment": "test", "log_model": False}}))
+    line = (
+        f"error: --run-id: run {run.run_id} has no logged model; "
+        "allowed: a FINISHED run trained with tracking.log_model: true"
+    )
+    for command, extra in commands(tmp_path).items():
+        assert main([command, "--run-id", run.run_id, *extra]) == 2, command
+        assert capsys.readouterr().err.strip().splitlines() == [line], command
+    assert not (tmp_path / "exported").exists()

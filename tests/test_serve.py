@@ -12,11 +12,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
+import yaml
 
 import tfdl
 from tfdl.cli import main
@@ -165,15 +164,21 @@ def test_the_server_answers_raw_inputs_as_predict_does(kind, store, tmp_path):
         stop(server, signal.SIGINT)
 
 
-def test_the_champion_is_served_by_its_alias_and_sigterm_stops_it(store, tmp_path):
-    cfg, run = trained("tabular")
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.register_model(f"runs:/{run.run_id}/model", "iris")
-    MlflowClient().set_registered_model_alias("iris", "champion", "1")
-    rows, _ = raw_rows(cfg)
+def test_a_search_s_champion_is_served_by_its_alias_and_sigterm_stops_it(
+    store, tmp_path, write_pipeline
+):
+    pipeline = write_pipeline(TABULAR)
+    job = tmp_path / "search.yaml"
+    space = {"model.units": {"type": "choice", "values": [[8], [16]]}}
+    settings = {"max_trials": 2, "epochs": 10, "space": space, "register_as": "iris"}
+    job.write_text(yaml.safe_dump({"pipeline": str(pipeline), **settings}))
+    search = tfdl.tune(job)
+    rows, _ = raw_rows(tfdl.load_pipeline(TABULAR))
     expected = predicted(["--model", "iris@champion"], rows, tmp_path)
+    assert expected.equals(predicted(["--run-id", search.parent_id], rows, tmp_path))
     with serving("--model", "iris@champion", tmp_path=tmp_path) as server:
-        assert server.out.read_text().startswith(f"serving models:/iris/1 (run {run.run_id})")
+        first = server.out.read_text().splitlines()[0]
+        assert first.startswith(f"serving models:/iris/1 (run {search.parent_id}) on ")
         got = post(f"{server.url}/invocations", {"inputs": rows.tolist()})["predictions"]
         columns = [c for c in expected.columns if c.startswith("p_")]
         np.testing.assert_allclose(got, expected[columns].to_numpy(), atol=1e-5)

@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve a logged model over HTTP on 127.0.0.1")
     _model_source(s)
-    s.add_argument("--port", type=int, default=5001)
+    s.add_argument("--port", type=int, default=5001, help="on 127.0.0.1 (default: 5001)")
 
     x = sub.add_parser("export", help="write a logged model as a TensorFlow SavedModel")
     _model_source(x)
@@ -104,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 def _model_source(command: argparse.ArgumentParser) -> None:
     """--run-id or --model: the model a run logged, or a version of the model registry."""
     command.add_argument("--run-id", help="the MLflow run that trained the model")
-    command.add_argument("--model", help="a registered model: NAME@ALIAS or NAME/VERSION")
+    command.add_argument(
+        "--model", metavar="NAME@ALIAS", help="a registered model: NAME@ALIAS or NAME/VERSION"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +329,7 @@ def _evaluate(args) -> int:
     from tfdl.inference import evaluate
     from tfdl.tracking import load_model
 
-    for name, value in evaluate(load_model(run, uri), p, args.split).items():
+    for name, value in evaluate(load_model(run, uri, field), p, args.split).items():
         print(f"{args.split}_{name}\t{value:.6g}")
     return 0
 
@@ -346,7 +348,7 @@ def _predict(args) -> int:
     from tfdl.inference import scaled_for
     from tfdl.tracking import load_model
 
-    model = load_model(run, uri)
+    model = load_model(run, uri, field)
     frame = predictions_frame(model.predict(scaled_for(model, x, normaliser), verbose=0), spec)
     if args.output:
         frame.to_csv(args.output, index=False)
@@ -372,11 +374,11 @@ def _serve(args) -> int:
     from tfdl.tracking import load_spec, model_inputs
 
     spec, normaliser = load_spec(run, field)
-    payload = example_payload(model_inputs(uri, field), spec["input_shape"])
+    payload = example_payload(model_inputs(run, uri, field), spec["input_shape"])
     url = f"http://127.0.0.1:{args.port}"
     print(f"serving {uri} (run {run.info.run_id}) on {url}; Ctrl-C stops it")
     print(f"try: {example_request(args.port, payload)}")
-    if normaliser is not None:
+    if normaliser is not None and "normalizer" not in spec:  # a spec of before
         print(SCALED_INPUTS.format(run=run.info.run_id))
     sys.stdout.flush()
     try:
@@ -401,12 +403,13 @@ def _export(args) -> int:
     _, normaliser = load_spec(run, field)
     import_tensorflow()
     from tfdl.export import export_saved_model, signature_line
+    from tfdl.inference import scales_itself
 
-    model = load_model(run, uri)
+    model = load_model(run, uri, field)
     export_saved_model(model, folder)
     print(f"wrote {uri} as a TensorFlow SavedModel to {folder}")
     print(f"load it with tf.saved_model.load({str(folder)!r}).serve(x), x: {signature_line(model)}")
-    if normaliser is not None:
+    if normaliser is not None and not scales_itself(model):
         print(SCALED_INPUTS.format(run=run.info.run_id))
     return 0
 

@@ -33,14 +33,25 @@ def check_output(path: str) -> Path:
 
 
 def export_saved_model(model, folder: Path) -> None:
-    """Keras's own export: a `serve` endpoint and the `serving_default` signature over the
-    model's inputs. A failed or interrupted export leaves nothing behind."""
+    """Keras's own export, a `serve` endpoint and the `serving_default` signature over the
+    model's inputs, calling the model as `predict` does (`training=False`): `model.export`
+    calls it without, which would leave random augmentation on. A failed or interrupted
+    export leaves nothing behind."""
+    import keras
+    import tensorflow as tf
+
     created = folder.absolute()  # the first folder the export creates, if any
     while not created.parent.exists():
         created = created.parent
     existed = folder.exists()
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve", lambda *x: model(x[0] if len(x) == 1 else list(x), training=False), specs
+    )
     try:
-        model.export(str(folder), format="tf_saved_model", verbose=False)
+        archive.write_out(str(folder), verbose=False)
     except BaseException:
         for written in folder.iterdir() if existed else [created]:
             if written.is_dir():

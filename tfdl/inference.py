@@ -49,15 +49,18 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     return x
 
 
-def scaled_for(model, x: np.ndarray, normaliser: dict | None) -> np.ndarray:
-    """Raw inputs as `model` takes them. A model scales its own inputs (a Normalization
-    layer first); a run from before that logged the scaling beside its model
-    (normaliser.json, x' = x * weight + bias per flattened value), applied here."""
+def scales_itself(model) -> bool:
+    """Whether a model scales its own inputs (a Normalization layer); models of runs from
+    before that logged the scaling beside them instead (normaliser.json)."""
     import keras
 
-    if normaliser is None or any(
-        isinstance(lay, keras.layers.Normalization) for lay in model.layers
-    ):
+    return any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
+
+
+def scaled_for(model, x: np.ndarray, normaliser: dict | None) -> np.ndarray:
+    """Raw inputs as `model` takes them: a logged normaliser (x' = x * weight + bias per
+    flattened value) is applied for a model that does not scale its inputs itself."""
+    if normaliser is None or scales_itself(model):
         return x.astype(np.float32)
     flat = x.reshape(len(x), -1) * np.asarray(normaliser["weight"]) + np.asarray(normaliser["bias"])
     return flat.reshape(x.shape).astype(np.float32)

@@ -76,22 +76,25 @@ def load_spec(run, field: str = "run_id") -> tuple[dict, dict | None]:
     return spec, normaliser
 
 
-def load_model(run, uri: str | None = None):
-    """The Keras model a run logged, or the registered version at `uri` (see
-    find_model); ConfigError if there is none."""
+def load_model(run, uri: str | None = None, field: str = "run_id"):
+    """The Keras model a run logged, or the registered version at `uri` (see find_model);
+    ConfigError naming the setting `field` if there is none."""
     try:
         client()  # `runs:/` and `models:/` resolve against the global URI
         return mlflow.tensorflow.load_model(uri or run_model_uri(run))
     except (MlflowException, OSError):
-        if uri:
-            raise ConfigError(
-                "model", f"{uri} does not load as a Keras model", "a version of a tfdl run's model"
-            ) from None
-        raise ConfigError(
-            "run_id",
-            f"run {run.info.run_id} has no logged model",
-            "a FINISHED run trained with tracking.log_model: true",
-        ) from None
+        raise _no_model(run, uri, field) from None
+
+
+def _no_model(run, uri: str | None, field: str) -> ConfigError:
+    if field == "model":
+        problem = f"{uri} does not load as a Keras model"
+        return ConfigError(field, problem, "a version of a tfdl run's model")
+    return ConfigError(
+        field,
+        f"run {run.info.run_id} has no logged model",
+        "a FINISHED run trained with tracking.log_model: true",
+    )
 
 
 def run_model_uri(run) -> str:
@@ -152,19 +155,14 @@ def find_model(ref: str):
     return find_run(source, field="model"), f"models:/{name}/{version}"
 
 
-def model_inputs(uri: str, field: str = "run_id") -> list[dict] | None:
-    """The inputs of a logged model's signature as plain dicts (`type`, `name`,
-    `tensor-spec` with dtype and shape), None when it has no signature; ConfigError naming
-    the setting `field` when there is no model at `uri`."""
+def model_inputs(run, uri: str | None = None, field: str = "run_id") -> list[dict] | None:
+    """The inputs of the signature of the model `load_model` would load, as plain dicts
+    (`type`, `name`, `tensor-spec` with dtype and shape); None when it has no signature."""
     try:
         client()
-        signature = mlflow.models.get_model_info(uri).signature
+        signature = mlflow.models.get_model_info(uri or run_model_uri(run)).signature
     except (MlflowException, OSError):
-        raise ConfigError(
-            field,
-            f"no logged model at {uri}",
-            "a FINISHED run trained with tracking.log_model: true",
-        ) from None
+        raise _no_model(run, uri, field) from None
     return signature.inputs.to_dict() if signature is not None else None
 
 

@@ -59,14 +59,20 @@ def test_a_run_records_each_split_it_trained_on_with_a_digest_of_its_content(sto
     }
 
 
-def test_register_as_makes_each_run_a_new_version(store):
+def test_register_as_makes_each_run_a_new_version(store, write_pipeline, capsys):
     first = tfdl.train(TINY, {"tracking.register_as": "digits-mlp"})
-    second = tfdl.train(TINY, {"tracking.register_as": "digits-mlp"})
-    assert (first.model_version, second.model_version) == ("1", "2")
+    assert first.registered_model == "digits-mlp"
+    path = write_pipeline({**TINY, "tracking": {"experiment": "test", "register_as": "digits-mlp"}})
+    assert main(["train", str(path)]) == 0
+    assert "registered as digits-mlp/2: serve it with tfdl serve --model digits-mlp/2" in (
+        capsys.readouterr().out
+    )
+    (second,) = [r for r in runs_of() if r.info.run_id != first.run_id]
+    assert first.model_version == "1"
     client = MlflowClient()
     version = client.get_model_version("digits-mlp", "2")
-    assert version.run_id == second.run_id
-    assert client.get_run(second.run_id).data.tags["tfdl.registered"] == "digits-mlp/2"
+    assert version.run_id == second.info.run_id
+    assert client.get_run(second.info.run_id).data.tags["tfdl.registered"] == "digits-mlp/2"
 
 
 @pytest.mark.parametrize("name", ["a/b", "x:y", "m@champion", " ", ".."])

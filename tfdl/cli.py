@@ -255,6 +255,9 @@ def _train(args) -> int:
     result = tfdl.train(args.pipeline, args.overrides, resume=args.resume)
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")
+    if result.model_version:
+        name = f"{result.registered_model}/{result.model_version}"
+        print(f"registered as {name}: serve it with tfdl serve --model {name}")
     print("compare runs with `make ui`")
     return 0
 

@@ -29,6 +29,7 @@ class RunResult:
     history: dict[str, list[float]]
     model: keras.Model
     model_version: str | None = None  # in the registry, with tracking.register_as
+    registered_model: str | None = None  # the registered model it is a version of
 
 
 def build(p: Prepared) -> keras.Model:
@@ -111,7 +112,8 @@ def train(
             register_as=p.cfg.tracking.register_as,
         )
     shutil.rmtree(store.run_dir(run_id), ignore_errors=True)  # finished: nothing to resume
-    return RunResult(run_id, test_metrics, history.history, model, version)
+    registered = p.cfg.tracking.register_as if version else None
+    return RunResult(run_id, test_metrics, history.history, model, version, registered)
 
 
 def evaluate(model, p: Prepared, split: str) -> dict[str, float]:

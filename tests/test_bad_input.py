@@ -198,7 +198,7 @@ CASES = [
     train("data-seed-beyond-32-bits", "data.seed", "< 4294967296", "data.seed=4294967296"),
     # --- unknown names
     train("unknown-architecture", "model.arch", "deep_mlp", "model.arch=lenet"),
-    train("unknown-dataset", "data.source", "digits", "data.source=cifar10"),
+    train("unknown-dataset", "data.source", "digits", "data.source=imagenet"),
     train("unknown-optimizer", "train.optimizer.name", OPTIMIZERS, "train.optimizer.name=adamax"),
     train("unknown-loss", "train.loss", "sparse_categorical_crossentropy", "train.loss=hinge"),
     train("unknown-metric", "train.metrics[0]", "accuracy", "train.metrics=[f1]"),

@@ -170,6 +170,82 @@ class Csv(SourceConfig):
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
 
 
+class _KerasImages(SourceConfig):
+    # The loaders live in tfdl.data.keras_sets, one per class: "keras_sets:load_<source>".
+    path: str | None = None  # a local copy in the format Keras caches; None: Keras's cache
+    split: Literal["source", "random"] = "source"
+    max_samples: PositiveInt | None = None
+
+
+_KERAS_SPLITS = """
+    `split: source` (the default) keeps the data set's own test part as the test split
+    and takes `val_fraction` of its training part as the validation split (stratified,
+    from the seed); `test_fraction` is then unused. `split: random` pools both parts and
+    splits them by `val_fraction` and `test_fraction` like any other source.
+    `max_samples` keeps a seeded, stratified draw of that many samples for quick runs:
+    of the training part under `split: source` (the test part stays whole), of the pooled
+    data under `split: random`. Pixels are the raw values 0..255 (as float32); the model
+    scales them itself with the normalisation fitted on the training split.
+"""
+
+
+class Mnist(_KerasImages):
+    """MNIST handwritten digits 0-9, 28x28x1 grey images (Keras; 60000 + 10000 test).
+
+    Read from `path` when given (a copy of Keras's `mnist.npz`, with the arrays x_train,
+    y_train, x_test, y_test); otherwise loaded by `keras.datasets.mnist`, which downloads
+    it once, checks its hash and caches it in ~/.keras/datasets/.
+    """
+
+    __doc__ += _KERAS_SPLITS
+    source: Literal["mnist"]
+    loader: ClassVar[str] = "keras_sets:load_mnist"
+
+
+class FashionMnist(_KerasImages):
+    """Fashion-MNIST: 10 kinds of clothing, 28x28x1 grey images (Keras; 60000 + 10000 test).
+
+    Read from `path` when given (a folder like Keras's cache ~/.keras/datasets/fashion-mnist/
+    with the four gzipped IDX files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz); otherwise loaded by
+    `keras.datasets.fashion_mnist`, which downloads it once into that cache.
+    """
+
+    __doc__ += _KERAS_SPLITS
+    source: Literal["fashion_mnist"]
+    loader: ClassVar[str] = "keras_sets:load_fashion_mnist"
+
+
+class Cifar10(_KerasImages):
+    """CIFAR-10: 10 classes of objects, 32x32x3 colour images (Keras; 50000 + 10000 test).
+
+    Read from `path` when given (the folder cifar-10-batches-py that Keras extracts, with
+    the pickled batches data_batch_1 .. data_batch_5 and test_batch); otherwise loaded by
+    `keras.datasets.cifar10`, which downloads it once, checks its hash and caches it in
+    ~/.keras/datasets/.
+    """
+
+    __doc__ += _KERAS_SPLITS
+    source: Literal["cifar10"]
+    loader: ClassVar[str] = "keras_sets:load_cifar10"
+
+
+class Cifar100(_KerasImages):
+    """CIFAR-100: 100 classes (or 20 superclasses), 32x32x3 colour images (Keras; 50000 + 10000).
+
+    Read from `path` when given (the folder cifar-100-python that Keras extracts, with the
+    pickled `train` and `test`); otherwise loaded by `keras.datasets.cifar100`, which
+    downloads it once, checks its hash and caches it in ~/.keras/datasets/.
+    `label_mode: fine` labels the 100 classes (apple, aquarium_fish, ...), `coarse` their
+    20 superclasses (aquatic_mammals, fish, ...).
+    """
+
+    __doc__ += _KERAS_SPLITS
+    source: Literal["cifar100"]
+    loader: ClassVar[str] = "keras_sets:load_cifar100"
+    label_mode: Literal["fine", "coarse"] = "fine"
+
+
 class _TokenSource(SourceConfig):
     # Token ids name characters; scaling them would mean nothing.
     normalize: Literal["none"] = "none"
@@ -216,6 +292,10 @@ _CLASSES = (
     Circles,
     Spirals,
     Csv,
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    Cifar100,
     AbcTunes,
     Dates,
 )

@@ -44,23 +44,38 @@ def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:
     normalisation on the training split. The splits keep their raw values: the fitted
     scaling travels in the spec (`spec.normalizer`) and becomes the model's first layer."""
     stratified = arrays.spec.task in ("binary", "multiclass")
-    train, val, test = _split_indices(arrays.y, cfg, seed, stratified)
+    rows = _split_indices(arrays.y, cfg, seed, stratified)
+    return splits_from_rows(arrays, rows, cfg, seed)
+
+
+def splits_from_rows(arrays: Arrays, rows, cfg: SourceConfig, seed: int) -> Splits:
+    """The Splits of `arrays` at the given (train, val, test) row indices, with `cfg`'s
+    normalisation fitted on the training rows. Raw inputs a source hands over in a narrower
+    type (uint8 pixels) become float32 split by split, never the whole set at once."""
+    train, val, test = rows
     # Token ids are names, not magnitudes: they are never scaled.
     how = cfg.normalize if arrays.spec.input_dtype == "float32" else "none"
-    x_train = take(arrays.x, train)
+    x_train = _take_input(arrays, train)
     normalizer = fit_normalizer(x_train, how)
     info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
     info |= {"normalize": how, **_summary(normalizer)}
     return Splits(
         x_train=x_train,
         y_train=arrays.y[train],
-        x_val=take(arrays.x, val),
+        x_val=_take_input(arrays, val),
         y_val=arrays.y[val],
-        x_test=take(arrays.x, test),
+        x_test=_take_input(arrays, test),
         y_test=arrays.y[test],
         spec=replace(arrays.spec, normalizer=normalizer),
         info=info,
     )
+
+
+def _take_input(arrays: Arrays, rows):
+    x = take(arrays.x, rows)
+    if arrays.spec.input_dtype == "float32" and isinstance(x, np.ndarray):
+        return x.astype(np.float32, copy=False)
+    return x
 
 
 def fit_normalizer(x_train: np.ndarray, how: str) -> dict | None:

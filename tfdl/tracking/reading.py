@@ -3,6 +3,8 @@ of experiments as a table, metric histories. Asking about runs never creates a s
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
@@ -45,35 +47,34 @@ def resumable(run_id: str):
     return resolved_config(run), run
 
 
+def _artifact(run, name: str, field: str | None = None):
+    """A JSON or YAML artifact of the run, parsed; missing: a ConfigError naming the setting
+    `field`, or None when no `field` is given (the artifact is optional)."""
+    try:
+        text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{name}")
+    except (MlflowException, OSError):
+        if field is None:
+            return None
+        raise ConfigError(
+            field, f"run {run.info.run_id} logged no {name}", "a run of tfdl train"
+        ) from None
+    # Not YAML for both: PyYAML reads a JSON number such as 1e-05 as a string.
+    return json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+
+
 def resolved_config(run, field: str = "run_id"):
     """The validated pipeline a run logged when it started (its config.yaml); ConfigError
     naming the setting `field` if it logged none."""
     from tfdl.config import validate
 
-    try:
-        text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml")
-    except (MlflowException, OSError):
-        raise ConfigError(
-            field, f"run {run.info.run_id} logged no config.yaml", "a run of tfdl train"
-        ) from None
-    return validate(yaml.safe_load(text))
+    return validate(_artifact(run, "config.yaml", field))
 
 
 def load_spec(run, field: str = "run_id") -> tuple[dict, dict | None]:
     """(data spec, normaliser or None) a run logged; ConfigError naming the setting `field`
     if it logged no spec. Only runs from before models scaled their own inputs logged a
     normaliser (normaliser.json)."""
-    try:
-        spec = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/data_spec.json")
-    except (MlflowException, OSError):
-        raise ConfigError(
-            field, f"run {run.info.run_id} logged no data_spec.json", "a run of tfdl train"
-        ) from None
-    try:
-        normaliser = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/normaliser.json")
-    except (MlflowException, OSError):
-        normaliser = None  # the model scales its inputs itself, or nothing is scaled
-    return spec, normaliser
+    return _artifact(run, "data_spec.json", field), _artifact(run, "normaliser.json")
 
 
 def load_model(run, uri: str | None = None, field: str = "run_id"):

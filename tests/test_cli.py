@@ -18,6 +18,11 @@ from .conftest import DIVERGING, PROJECT, TINY, run_tfdl, start_tfdl
 def test_list_names_every_architecture_dataset_pipeline_and_search():
     out = run_tfdl("list")
     assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    # What needs the network once says so; what runs offline does not.
+    assert lines["pipelines/mnist_cnn.yaml"].endswith("[downloads mnist once, or set data.path]")
+    assert "download" not in lines["pipelines/mlp.yaml"]
+    assert "downloaded once" in lines["cifar10"] and "download" not in lines["digits"]
     for name in (
         "perceptron",
         "deep_mlp",

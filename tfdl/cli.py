@@ -465,7 +465,8 @@ def _list(args) -> int:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
     section("architectures", [(n, first_line(c)) for n, c in ARCHITECTURES.items()])
-    section("datasets", [(n, first_line(c)) for n, c in SOURCES.items()])
+    fetched = " [downloaded once, or a local copy: data.path]"
+    section("datasets", [(n, first_line(c) + fetched * c.downloads) for n, c in SOURCES.items()])
     for title, folder in (("pipelines", PIPELINES), ("search jobs", PROJECT / "tuning")):
         files = sorted(folder.glob("*.yaml"))
         section(title, [(str(f.relative_to(PROJECT)), describe(f)) for f in files])

@@ -114,9 +114,17 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 def describe(path: str | Path) -> str:
-    """The one-line description of a pipeline file, without validating it."""
+    """The one-line description of a pipeline file, without validating it, marked when its
+    data must be downloaded once (a source that downloads, and no local `data.path`)."""
+    from tfdl.data.schema import SOURCES
+
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
-        return str(raw.get("description", "")).strip().splitlines()[0]
+        text = str(raw.get("description", "")).strip().splitlines()[0]
+        data = raw.get("data") or {}
+        source = SOURCES.get(data.get("source"))
+        if source is not None and source.downloads and not data.get("path"):
+            text += f" [downloads {data['source']} once, or set data.path]"
+        return text
     except Exception:  # a listing must never fail on one bad file
         return ""

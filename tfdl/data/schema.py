@@ -21,6 +21,8 @@ class SourceConfig(StrictModel):
 
     # The loader: a function name in tfdl.data.sources, or "module:function" in tfdl.data.
     loader: ClassVar[str]
+    # Fetched from the network once (then cached) unless `path` names a local copy.
+    downloads: ClassVar[bool] = False
 
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.15
@@ -172,6 +174,7 @@ class Csv(SourceConfig):
 
 class _KerasImages(SourceConfig):
     # The loaders live in tfdl.data.keras_sets, one per class: "keras_sets:load_<source>".
+    downloads: ClassVar[bool] = True
     path: str | None = None  # a local copy in the format Keras caches; None: Keras's cache
     split: Literal["source", "random"] = "source"
     max_samples: PositiveInt | None = None
@@ -262,6 +265,7 @@ class AbcTunes(_TokenSource):
 
     source: Literal["abc_tunes"]
     loader: ClassVar[str] = "text:load_abc_tunes"
+    downloads: ClassVar[bool] = True
     path: str | None = None
     sequence_length: Annotated[int, Field(ge=2)] = 100
     stride: PositiveInt | None = None  # characters between window starts; None: half a window

@@ -18,7 +18,7 @@ import yaml
 from mlflow.entities import Metric, RunTag
 
 from tfdl.config import flatten
-from tfdl.store import PROJECT
+from tfdl.store import PROJECT, shared, tracking_uri
 from tfdl.tracking.lifecycle import client, log_params
 
 # The thread that stores epoch metrics. Ours, not MLflow's async queue: ending a run shuts
@@ -116,7 +116,10 @@ def log_datasets(run_id: str, prepared) -> None:
         dataset = from_numpy(x, targets=y, source=source, name=name, digest=_digest(x, y))
         tags = [InputTag("mlflow.data.context", context)]
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
-    client().log_inputs(run_id, datasets=inputs)
+    # MLflow's sqlite store adds a data set it has not seen check-then-insert: runs of one
+    # data set starting together would all insert it, and all but one fail.
+    with shared(tracking_uri()):
+        client().log_inputs(run_id, datasets=inputs)
 
 
 def _digest(*arrays) -> str:

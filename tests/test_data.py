@@ -430,7 +430,7 @@ def _one_class(tmp_path):
         (_no_target, "data.target", ["'lable'", "allowed: a, b, label"]),
         (_many_columns, "data.target", ["col0, col1", "(40 more)"]),
         (_text_feature, "data.path", ["non-numeric", "colour", "allowed: numeric columns"]),
-        (_nan, "data.path", ["missing values", "columns: b;"]),
+        (_nan, "data.path", ["missing values", "column 'b', line 5", "fill_missing"]),
         (_few_rows, "data.path", ["5 data rows"]),
         (_binary_three, "data.task", ["2 classes", "has 3"]),
         (_regress_text, "data.task", ["not numeric"]),

@@ -170,6 +170,9 @@ class Csv(SourceConfig):
     path: str
     target: str
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    # Empty feature cells: an error naming them ("none"), or filled inside the model with
+    # the training split's column mean or zero.
+    fill_missing: Literal["none", "mean", "zero"] = "none"
 
 
 class _KerasImages(SourceConfig):

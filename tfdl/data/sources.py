@@ -196,12 +196,17 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
         raise ConfigError(
             "data.path", f"{cfg.path} has no columns besides the target", "feature columns"
         )
-    missing = frame.columns[frame.isna().any()]
-    if len(missing):
+    if frame[cfg.target].isna().any():
+        raise ConfigError(
+            "data.target",
+            f"missing values in {cfg.target!r} of {cfg.path}, {_cells(frame[[cfg.target]])}",
+            "a target in every row (drop the rows without one)",
+        )
+    if cfg.fill_missing == "none" and features.isna().any().any():
         raise ConfigError(
             "data.path",
-            f"missing values in {cfg.path}, columns: {_listing(missing)}",
-            "a CSV without empty cells (fill or drop them first)",
+            f"missing values in {cfg.path}, {_cells(features)}",
+            "data.fill_missing: mean or zero, or a CSV without empty cells",
         )
     text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if text:
@@ -211,6 +216,14 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
             "numeric columns",
         )
     return features
+
+
+def _cells(frame: pd.DataFrame) -> str:
+    """Where the first empty cell is, as a user finds it: "column 'b', line 9 (3 more)"."""
+    rows, cols = np.nonzero(frame.isna().to_numpy())
+    more = f" ({len(rows) - 1} more)" if len(rows) > 1 else ""
+    # Line numbers count the header line, as an editor shows them.
+    return f"column {frame.columns[cols[0]]!r}, line {rows[0] + 2}{more}"
 
 
 def _csv_task(column: pd.Series, cfg: Csv) -> str:
@@ -236,8 +249,8 @@ def load_csv(cfg: Csv, seed: int) -> Arrays:
     frame = _read_csv(cfg.path)
     features = _check_features(frame, cfg)
     x = features.to_numpy(dtype=np.float64)
-    if not np.isfinite(x).all():
-        bad = features.columns[~np.isfinite(x).all(axis=0)]
+    if np.isinf(x).any():  # gaps (NaN) were refused or are filled; infinities never
+        bad = features.columns[np.isinf(x).any(axis=0)]
         raise ConfigError(
             "data.path",
             f"infinite values in {cfg.path}, columns: {_listing(bad)}",

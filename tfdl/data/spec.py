@@ -26,6 +26,9 @@ class DataSpec:
     # The scaling fitted on the training split, for the model's Normalization layer:
     # {"how", "mean", "variance"} per input value (nested lists of input_shape); None: none.
     normalizer: dict | None = None
+    # Missing values (NaN) filled before the scaling, fitted on the training split:
+    # {"how": "mean" | "zero", "values": nested lists of input_shape}; None: no gaps allowed.
+    fill: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,7 @@ import importlib
 from dataclasses import replace
 
 import numpy as np
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
@@ -56,7 +57,9 @@ def splits_from_rows(arrays: Arrays, rows, cfg: SourceConfig, seed: int) -> Spli
     # Token ids are names, not magnitudes: they are never scaled.
     how = cfg.normalize if arrays.spec.input_dtype == "float32" else "none"
     x_train = _take_input(arrays, train)
-    normalizer = fit_normalizer(x_train, how)
+    fill = fit_fill(x_train, getattr(cfg, "fill_missing", "none"))
+    filled = x_train if fill is None else np.where(np.isnan(x_train), fill["values"], x_train)
+    normalizer = fit_normalizer(filled, how)
     info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
     info |= {"normalize": how, **_summary(normalizer)}
     return Splits(
@@ -66,7 +69,7 @@ def splits_from_rows(arrays: Arrays, rows, cfg: SourceConfig, seed: int) -> Spli
         y_val=arrays.y[val],
         x_test=_take_input(arrays, test),
         y_test=arrays.y[test],
-        spec=replace(arrays.spec, normalizer=normalizer),
+        spec=replace(arrays.spec, normalizer=normalizer, fill=fill),
         info=info,
     )
 
@@ -76,6 +79,18 @@ def _take_input(arrays: Arrays, rows):
     if arrays.spec.input_dtype == "float32" and isinstance(x, np.ndarray):
         return x.astype(np.float32, copy=False)
     return x
+
+
+def fit_fill(x_train: np.ndarray, how: str) -> dict | None:
+    """The value filling each input's gaps (NaN), fitted on the training split with
+    scikit-learn's SimpleImputer: the training mean (0 for an input never seen), or zero.
+    None when no gaps are allowed (`how` "none": the source refused them already)."""
+    if how == "none":
+        return None
+    strategy = {"mean": "mean", "zero": "constant"}[how]
+    imputer = SimpleImputer(strategy=strategy, fill_value=0.0, keep_empty_features=True)
+    values = imputer.fit(_flat(x_train)).statistics_.astype(np.float64)
+    return {"how": how, "values": values.reshape(x_train.shape[1:]).tolist()}
 
 
 def fit_normalizer(x_train: np.ndarray, how: str) -> dict | None:

@@ -7,6 +7,8 @@
   :class:`MultiHeadAttentionScratch` (``keras.layers.MultiHeadAttention``)
 - :class:`SinusoidalPositionalEncoding` and :func:`sinusoidal_positions`
 - :class:`ScheduledDropout` -- dropout whose rate a callback changes during training
+- :class:`FillMissing` -- missing values filled with training-split values
+  (``sklearn.impute.SimpleImputer``)
 
 Importing this package imports Keras (and so TensorFlow).
 """
@@ -17,11 +19,13 @@ from tfdl.layers.attention import (
     scaled_dot_product_attention,
 )
 from tfdl.layers.dense import PerceptronDense
+from tfdl.layers.fill_missing import FillMissing
 from tfdl.layers.positional_encoding import SinusoidalPositionalEncoding, sinusoidal_positions
 from tfdl.layers.rnn_cell import SimpleRNNCellScratch
 from tfdl.layers.scheduled_dropout import ScheduledDropout
 
 __all__ = [
+    "FillMissing",
     "MultiHeadAttentionScratch",
     "PerceptronDense",
     "ScheduledDropout",

@@ -12,7 +12,13 @@ def inputs_for(spec, flatten: bool = False):
     the model takes inputs as a user has them); `flatten` turns images or sequences into
     one feature vector."""
     inputs = keras.Input(shape=spec.input_shape, name="inputs")
-    x = inputs if spec.normalizer is None else normalization(spec.normalizer)(inputs)
+    x = inputs
+    if spec.fill is not None:  # gaps first: the scaling's statistics are of filled data
+        from tfdl.layers import FillMissing
+
+        x = FillMissing(spec.fill["values"], name="fill_missing")(x)
+    if spec.normalizer is not None:
+        x = normalization(spec.normalizer)(x)
     if flatten and len(spec.input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
     return inputs, x

@@ -26,6 +26,8 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
         raise ConfigError("input", f"{path}: no such file", "an existing .csv or .npy file")
     if spec.task in SEQUENCE_TASKS:
         raise ConfigError("input", f"a {spec.task} model writes text", "tfdl generate")
+    if spec.categorical:
+        return _table(file, spec)
     if file.suffix == ".npy":
         x = np.load(file, allow_pickle=False)
     else:
@@ -49,6 +51,31 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     return x
 
 
+def _table(file: Path, spec: DataSpec) -> dict:
+    """A table with category columns as the model's inputs: the numeric columns (by their
+    training names) as "features", each category column as its own input."""
+    import pandas as pd
+
+    columns = [*spec.feature_names, *spec.categorical]
+    if file.suffix != ".csv":
+        raise ConfigError("input", f"{file}: the model takes named columns", "a .csv file")
+    frame = pd.read_csv(file)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ConfigError("input", f"{file}: no column {missing[0]!r}", ", ".join(columns))
+    numbers = frame[list(spec.feature_names)]
+    if not all(pd.api.types.is_numeric_dtype(t) for t in numbers.dtypes):
+        raise ConfigError("input", f"{file}: non-numeric feature columns", "numbers there")
+    x = {"features": numbers.to_numpy(np.float32)}
+    for name, kind in spec.categorical.items():
+        column = frame[name]
+        if kind["dtype"] == "int64" and not pd.api.types.is_integer_dtype(column):
+            raise ConfigError("input", f"{file}: column {name!r} is not whole numbers", "integers")
+        strings = kind["dtype"] == "string"
+        x[name] = column.astype(str).to_numpy(object) if strings else column.to_numpy(np.int64)
+    return x
+
+
 def scales_itself(model) -> bool:
     """Whether a model scales its own inputs (a Normalization layer); models of runs from
     before that logged the scaling beside them instead (normaliser.json)."""
@@ -57,13 +84,15 @@ def scales_itself(model) -> bool:
     return any(isinstance(layer, keras.layers.Normalization) for layer in model.layers)
 
 
-def scaled_for(model, x: np.ndarray, normaliser: dict | None) -> np.ndarray:
+def scaled_for(model, x, normaliser: dict | None):
     """Raw inputs as `model` takes them: a logged normaliser (x' = x * weight + bias per
-    flattened value) is applied for a model that does not scale its inputs itself."""
-    if normaliser is None or scales_itself(model):
-        return x.astype(np.float32)
-    flat = x.reshape(len(x), -1) * np.asarray(normaliser["weight"]) + np.asarray(normaliser["bias"])
-    return flat.reshape(x.shape).astype(np.float32)
+    flattened value) is applied for a model that does not scale its inputs itself. A
+    table with categories (a dict of inputs) comes from runs that scale inside the model."""
+    from tfdl.data.split import apply_normaliser
+
+    if isinstance(x, dict):
+        return x
+    return apply_normaliser(x, None if scales_itself(model) else normaliser)
 
 
 def predictions_frame(probs: np.ndarray, spec: DataSpec):

@@ -50,7 +50,7 @@ def run_pictures(model, cfg, splits, history, out_dir: Path, *, seed: int = 0) -
     ]
     if spec.task in ("binary", "multiclass"):
         jobs.append(("confusion matrix", lambda: confusion_matrix(model, splits, out_dir)))
-        if tuple(spec.input_shape) == (2,):
+        if tuple(spec.input_shape) == (2,) and not spec.categorical:
             jobs.append(("decision boundary", lambda: decision_boundary(model, splits, out_dir)))
     if spec.task == "language_model":
         jobs.append(("sample", lambda: language_sample(model, spec, out_dir, seed)))

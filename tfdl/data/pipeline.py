@@ -48,8 +48,12 @@ def split_dataset(
     splits, x, y, *, batch_size: int, training: bool, seed: int, one_hot: bool, repeat=False
 ):
     """One split of a Splits as a dataset: features cast, labels shaped for the task."""
+    if isinstance(x, dict) and splits.spec.categorical:  # a table: its numbers, its categories
+        x = {**x, "features": x["features"].astype("float32")}
+    elif splits.spec.input_dtype == "float32":  # else token ids
+        x = x.astype("float32")
     return make_dataset(
-        x.astype("float32") if splits.spec.input_dtype == "float32" else x,  # else token ids
+        x,
         labels_for(y, splits.spec.task),
         batch_size=batch_size,
         training=training,

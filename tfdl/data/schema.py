@@ -173,6 +173,9 @@ class Csv(SourceConfig):
     # Empty feature cells: an error naming them ("none"), or filled inside the model with
     # the training split's column mean or zero.
     fill_missing: Literal["none", "mean", "zero"] = "none"
+    # Columns of categories (strings or integers): looked up inside the model against the
+    # training split's values, one-hot, an unseen value in a bucket of its own.
+    categorical: list[str] = Field(default_factory=list)
 
 
 class _KerasImages(SourceConfig):

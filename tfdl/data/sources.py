@@ -6,6 +6,7 @@ numbered 0..k-1 for classification, float32 for regression. No splitting happens
 """
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -191,10 +192,16 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
         raise ConfigError(
             "data.target", f"no column {cfg.target!r} in {cfg.path}", _listing(frame.columns)
         )
-    features = frame.drop(columns=[cfg.target])
+    others = [c for c in frame.columns if c != cfg.target]
+    for name in cfg.categorical:
+        if name not in others:
+            problem = f"{name!r} is the target" if name == cfg.target else f"no column {name!r}"
+            raise ConfigError("data.categorical", f"{problem} in {cfg.path}", _listing(others))
+    features = frame.drop(columns=[cfg.target, *cfg.categorical])
     if features.shape[1] == 0:
+        what = "the target and its categories" if cfg.categorical else "the target"
         raise ConfigError(
-            "data.path", f"{cfg.path} has no columns besides the target", "feature columns"
+            "data.path", f"{cfg.path} has no numeric columns besides {what}", "feature columns"
         )
     if frame[cfg.target].isna().any():
         raise ConfigError(
@@ -213,7 +220,7 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
         raise ConfigError(
             "data.path",
             f"non-numeric feature columns in {cfg.path}: {_listing(text)}",
-            "numeric columns",
+            "numeric columns, or name them in data.categorical",
         )
     return features
 
@@ -247,6 +254,30 @@ def _csv_task(column: pd.Series, cfg: Csv) -> str:
 
 def load_csv(cfg: Csv, seed: int) -> Arrays:
     frame = _read_csv(cfg.path)
+    arrays = _load_table(frame, cfg)
+    return _with_categories(arrays, frame, cfg) if cfg.categorical else arrays
+
+
+def _with_categories(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
+    """The numeric features as "features", each category column as an input of its own
+    (integers stay integers, anything else is read as strings)."""
+    x, kinds = {"features": arrays.x}, {}
+    for name in cfg.categorical:
+        column = frame[name]
+        if column.isna().any():
+            raise ConfigError(
+                "data.categorical",
+                f"missing values in {cfg.path}, {_cells(frame[[name]])}",
+                "a category in every row (an empty string counts as one)",
+            )
+        if pd.api.types.is_integer_dtype(column):
+            x[name], kinds[name] = column.to_numpy(np.int64), {"dtype": "int64"}
+        else:
+            x[name], kinds[name] = column.astype(str).to_numpy(object), {"dtype": "string"}
+    return Arrays(x=x, y=arrays.y, spec=replace(arrays.spec, categorical=kinds))
+
+
+def _load_table(frame: pd.DataFrame, cfg: Csv) -> Arrays:
     features = _check_features(frame, cfg)
     x = features.to_numpy(dtype=np.float64)
     if np.isinf(x).any():  # gaps (NaN) were refused or are filled; infinities never

@@ -29,6 +29,9 @@ class DataSpec:
     # Missing values (NaN) filled before the scaling, fitted on the training split:
     # {"how": "mean" | "zero", "values": nested lists of input_shape}; None: no gaps allowed.
     fill: dict | None = None
+    # A table's category columns, inputs of their own beside the numeric "features":
+    # {column: {"dtype": "string" | "int64", "vocabulary": [training split's values]}}.
+    categorical: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -57,8 +57,13 @@ def splits_from_rows(arrays: Arrays, rows, cfg: SourceConfig, seed: int) -> Spli
     # Token ids are names, not magnitudes: they are never scaled.
     how = cfg.normalize if arrays.spec.input_dtype == "float32" else "none"
     x_train = _take_input(arrays, train)
-    fill = fit_fill(x_train, getattr(cfg, "fill_missing", "none"))
-    filled = x_train if fill is None else np.where(np.isnan(x_train), fill["values"], x_train)
+    spec = arrays.spec
+    numeric = x_train
+    if spec.categorical:  # a table with categories: the numbers are its "features"
+        numeric = x_train["features"]
+        spec = replace(spec, categorical=fit_vocabularies(x_train, spec.categorical))
+    fill = fit_fill(numeric, getattr(cfg, "fill_missing", "none"))
+    filled = numeric if fill is None else np.where(np.isnan(numeric), fill["values"], numeric)
     normalizer = fit_normalizer(filled, how)
     info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
     info |= {"normalize": how, **_summary(normalizer)}
@@ -69,7 +74,7 @@ def splits_from_rows(arrays: Arrays, rows, cfg: SourceConfig, seed: int) -> Spli
         y_val=arrays.y[val],
         x_test=_take_input(arrays, test),
         y_test=arrays.y[test],
-        spec=replace(arrays.spec, normalizer=normalizer, fill=fill),
+        spec=replace(spec, normalizer=normalizer, fill=fill),
         info=info,
     )
 
@@ -78,7 +83,18 @@ def _take_input(arrays: Arrays, rows):
     x = take(arrays.x, rows)
     if arrays.spec.input_dtype == "float32" and isinstance(x, np.ndarray):
         return x.astype(np.float32, copy=False)
+    if arrays.spec.categorical:
+        return {**x, "features": x["features"].astype(np.float32, copy=False)}
     return x
+
+
+def fit_vocabularies(x_train: dict, categorical: dict) -> dict:
+    """Each category column's values in the training split, sorted: what its lookup layer
+    knows (anything else is out of vocabulary)."""
+    return {
+        name: {**kind, "vocabulary": sorted(np.unique(x_train[name]).tolist())}
+        for name, kind in categorical.items()
+    }
 
 
 def fit_fill(x_train: np.ndarray, how: str) -> dict | None:

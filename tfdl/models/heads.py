@@ -11,17 +11,33 @@ def inputs_for(spec, flatten: bool = False):
     """The model's raw input, scaled by the normalisation fitted on the training split (so
     the model takes inputs as a user has them); `flatten` turns images or sequences into
     one feature vector."""
-    inputs = keras.Input(shape=spec.input_shape, name="inputs")
-    x = inputs
+    numbers = keras.Input(shape=spec.input_shape, name="features" if spec.categorical else "inputs")
+    x = numbers
     if spec.fill is not None:  # gaps first: the scaling's statistics are of filled data
         from tfdl.layers import FillMissing
 
         x = FillMissing(spec.fill["values"], name="fill_missing")(x)
     if spec.normalizer is not None:
         x = normalization(spec.normalizer)(x)
+    if spec.categorical:  # a table: one input per category column beside the numbers
+        inputs, parts = {"features": numbers}, [x]
+        for i, (name, kind) in enumerate(spec.categorical.items()):
+            inputs[name] = keras.Input(shape=(), dtype=kind["dtype"], name=name)
+            parts.append(category_lookup(kind, f"lookup_{i}")(inputs[name]))
+        return inputs, keras.layers.Concatenate(name="table")(parts)
     if flatten and len(spec.input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
-    return inputs, x
+    return numbers, x
+
+
+def category_lookup(kind: dict, name: str):
+    """A category column one-hot over the training split's values, with one more slot
+    (the first) for any value it never saw: Keras' StringLookup or IntegerLookup."""
+    strings = kind["dtype"] == "string"
+    lookup = keras.layers.StringLookup if strings else keras.layers.IntegerLookup
+    return lookup(
+        vocabulary=kind["vocabulary"], num_oov_indices=1, output_mode="one_hot", name=name
+    )
 
 
 def normalization(fitted: dict) -> keras.layers.Normalization:

@@ -127,9 +127,12 @@ def _digest(*arrays) -> str:
     h = hashlib.sha256()
     for a in arrays:
         for part in a.values() if isinstance(a, dict) else [a]:
-            part = np.ascontiguousarray(part)
+            part = np.asarray(part)
             h.update(str((part.dtype, part.shape)).encode())
-            h.update(part.tobytes())
+            if part.dtype == object:  # strings: their text, not the pointers to it
+                h.update("\x1f".join(map(str, part.reshape(-1))).encode())
+            else:
+                h.update(np.ascontiguousarray(part).tobytes())
     return h.hexdigest()[:8]
 
 

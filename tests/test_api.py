@@ -100,3 +100,14 @@ def test_train_records_the_same_run_as_the_cli(store, write_pipeline, capsys):
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert artifacts == {a.path for a in client.list_artifacts(by_cli.info.run_id)}
     assert result.history["loss"] and set(result.test_metrics) == {"loss", "accuracy"}
+
+
+def test_train_needs_a_pipeline_or_a_run_to_resume_said_once_for_both(store, capsys):
+    with pytest.raises(ConfigError) as raised:
+        tfdl.train()
+    assert raised.value.field == "pipeline" and "resume RUN_ID" in raised.value.allowed
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: pipeline: missing; allowed: a pipeline file, mapping or config; or --resume RUN_ID"
+    )
+    assert list(store.iterdir()) == []

@@ -312,7 +312,7 @@ CASES = [
         "resume-with-a-pipeline",
         ("train", PIPELINE, "--resume", RUN_ID),
         "--resume",
-        "tfdl train --resume RUN_ID",
+        "--resume RUN_ID alone",
         {"pipeline.yaml": TINY},
     ),
     Case(

@@ -51,12 +51,15 @@ def train(pipeline=None, overrides=(), *, resume: str | None = None, callbacks=(
 
     if resume is not None:
         if pipeline is not None or overrides:
-            raise ConfigError("resume", "takes no pipeline or overrides", "resume=RUN_ID alone")
+            raise ConfigError(
+                "resume", "takes no pipeline or overrides", "resume RUN_ID alone", ("resume",)
+            )
         from tfdl.tracking import resumable
 
         p = prepare_config(resumable(resume)[0])
     elif pipeline is None:
-        raise ConfigError("pipeline", "missing", "a pipeline file, mapping or config; or resume")
+        allowed = "a pipeline file, mapping or config; or resume RUN_ID"
+        raise ConfigError("pipeline", "missing", allowed, ("resume",))
     else:
         p = prepare(pipeline, overrides)
     _ready()

@@ -246,12 +246,6 @@ def _one_line(err: Exception) -> str:
 def _train(args) -> int:
     import tfdl
 
-    if args.resume and (args.pipeline or args.overrides):
-        raise ConfigError("resume", "takes no pipeline or overrides", "tfdl train --resume RUN_ID")
-    if not (args.resume or args.pipeline):
-        raise ConfigError(
-            "tfdl train", "needs a pipeline file or --resume RUN_ID", "tfdl train PIPELINE.yaml"
-        )
     result = tfdl.train(args.pipeline, args.overrides, resume=args.resume)
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
     print(f"run {result.run_id} finished: {metrics}")

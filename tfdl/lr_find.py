@@ -57,11 +57,11 @@ class Sweep:
 
 def lr_find(p, *, min_lr: float, max_lr: float, steps: int, progress: bool = True) -> Sweep:
     """Sweep the learning rate on the prepared pipeline's model and training data, recorded
-    as an MLflow run; `progress` shows a progress bar over the steps."""
+    as an MLflow run; `progress` shows a progress bar over the steps. The settings are
+    checked at the edge (`check_sweep`, before the data loads)."""
     from tfdl.callbacks.lr_sweep import LRSweep
     from tfdl.training import build
 
-    check_sweep(min_lr, max_lr, steps)
     # The sweep owns the learning rate: no schedule, no plateau callback.
     cfg = p.cfg.model_copy(deep=True)
     cfg.callbacks.lr_schedule = None

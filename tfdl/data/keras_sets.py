@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from tfdl.data.schema import Cifar10, Cifar100, FashionMnist, Mnist
 from tfdl.data.spec import Arrays, DataSpec, Splits
-from tfdl.data.split import split_and_normalise, splits_from_rows
+from tfdl.data.split import hold_out, split_and_normalise, splits_from_rows
 from tfdl.errors import ConfigError
 
 DIGITS = tuple(str(d) for d in range(10))
@@ -177,9 +177,7 @@ def keras_splits(cfg, seed: int, train: Part, test: Part, class_names) -> Splits
         if not len(test[1]):
             raise ConfigError("data.path", f"{_where(cfg)} has an empty test part", "split: random")
         try:
-            fit, val = train_test_split(
-                np.arange(n), test_size=cfg.val_fraction, random_state=seed, stratify=y_train
-            )
+            fit, val = hold_out(np.arange(n), y_train, cfg.val_fraction, seed, stratified=True)
         except ValueError as err:  # too few samples, or a class too small to stratify
             raise ConfigError(
                 "data.val_fraction",

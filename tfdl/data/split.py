@@ -134,19 +134,18 @@ def _split_indices(y: np.ndarray, cfg: SourceConfig, seed: int, stratified: bool
     # The validation share is of what is left after the test split, hence the rescaling.
     val_of_rest = cfg.val_fraction / (1.0 - cfg.test_fraction)
     try:
-        rest, test = train_test_split(
-            rows, test_size=cfg.test_fraction, random_state=seed, stratify=_by(y, stratified)
-        )
-        train, val = train_test_split(
-            rest, test_size=val_of_rest, random_state=seed, stratify=_by(y[rest], stratified)
-        )
+        rest, test = hold_out(rows, y, cfg.test_fraction, seed, stratified)
+        train, val = hold_out(rest, y, val_of_rest, seed, stratified)
     except ValueError as err:  # too few samples, or a class too small to stratify
         raise _split_error(y, cfg, stratified, err) from None
     return train, val, test
 
 
-def _by(y: np.ndarray, stratified: bool):
-    return y if stratified else None
+def hold_out(rows: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratified: bool):
+    """(kept, held out) `rows`: a seeded `fraction` of them held out, with each class's
+    share of `y` kept in both when `stratified`; ValueError when a class is too small."""
+    by = y[rows] if stratified else None
+    return train_test_split(rows, test_size=fraction, random_state=seed, stratify=by)
 
 
 def _split_error(y: np.ndarray, cfg: SourceConfig, stratified: bool, err: ValueError):

@@ -108,6 +108,7 @@ def test_train_needs_a_pipeline_or_a_run_to_resume_said_once_for_both(store, cap
     assert raised.value.field == "pipeline" and "resume RUN_ID" in raised.value.allowed
     assert main(["train"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: pipeline: missing; allowed: a pipeline file, mapping or config; or --resume RUN_ID"
+        "error: tfdl train PIPELINE: missing; allowed: a pipeline file, mapping or config; "
+        "or --resume RUN_ID"
     )
     assert list(store.iterdir()) == []

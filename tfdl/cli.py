@@ -173,9 +173,14 @@ def _endings():
 
 
 def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
-    """The options of `command` by the setting they set: {"run_id": "--run-id", ...}."""
+    """The arguments of `command` by the setting they set, as its usage line spells them:
+    {"run_id": "--run-id", "pipeline": "tfdl train PIPELINE", ...}."""
     actions = parser.commands.choices[command]._actions
-    return {a.dest: a.option_strings[-1] for a in actions if a.option_strings}
+    return {
+        a.dest: a.option_strings[-1] if a.option_strings else f"tfdl {command} {a.dest.upper()}"
+        for a in actions
+        if a.dest != "help"
+    }
 
 
 def _flagged(err: ConfigError, flags: dict[str, str]) -> ConfigError:

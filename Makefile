@@ -11,7 +11,7 @@ PORT ?= 5000
 JOBS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install train gradients tune tune-distributed compare test test-fast lint ui clean e2e bench
+.PHONY: help install train example-data gradients tune tune-distributed compare test test-fast lint ui clean e2e bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,9 @@ install: $(BIN)/tfdl ## Create .venv and install tfdl with its dev tools
 
 train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml] [ARGS="train.epochs=3"]
 	$(BIN)/tfdl train $(PIPELINE) $(ARGS)
+
+example-data: $(BIN)/tfdl ## Write the example image folder data/shapes (for pipelines/shapes_folder.yaml)
+	test -d data/shapes || $(BIN)/tfdl make-example-data shapes data/shapes
 
 gradients: $(BIN)/tfdl ## Vanishing gradients: deep sigmoid vs ReLU+He vs residual, per-layer norms in MLflow
 	for p in sigmoid relu_he residual; do $(BIN)/tfdl train pipelines/gradients_$$p.yaml || exit 1; done

@@ -4,11 +4,13 @@ import keras
 import pytest
 
 from tfdl.config import load_pipeline
+from tfdl.data.shapes import make_shapes
 from tfdl.prepared import prepare
 from tfdl.training import build
 
 from .conftest import PROJECT
 from .test_keras_datasets import write_keras_set
+from .test_keras_texts import WRITERS as TEXT_WRITERS
 from .test_text import CORPUS
 
 PIPELINES = sorted((PROJECT / "pipelines").glob("*.yaml"))
@@ -25,6 +27,11 @@ def test_a_shipped_pipeline_builds(path, tmp_path):
     if raw.data.source in ("mnist", "fashion_mnist", "cifar10", "cifar100"):
         # offline here: a small copy in the format Keras caches stands in for the download
         overrides = [f"data.path={write_keras_set(raw.data.source, tmp_path)}"]
+    if raw.data.source in ("imdb", "reuters"):  # offline here: a small copy, as Keras caches it
+        overrides = [f"data.path={TEXT_WRITERS[raw.data.source](tmp_path)}"]
+    if raw.data.source == "image_folder":  # the example folder, smaller
+        make_shapes(tmp_path / "shapes", per_class=6, size=16)
+        overrides = [f"data.path={tmp_path / 'shapes'}"]
     if raw.data.source in ("mnist1d", "dates"):  # fewer samples, same shapes
         overrides.append(
             "data.num_samples=200" if raw.data.source == "mnist1d" else "data.n_samples=300"

@@ -78,7 +78,11 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("predict", help="predictions of a logged model for new inputs")
     _model_source(d)
-    d.add_argument("--input", required=True, help="a .csv (numeric columns) or .npy file")
+    d.add_argument(
+        "--input",
+        required=True,
+        help="a .csv (the training columns) or .npy file; image or .txt files (a file or folder)",
+    )
     d.add_argument("--output", help="a CSV file to write (default: standard output)")
 
     s = sub.add_parser("serve", help="serve a logged model over HTTP on 127.0.0.1")
@@ -95,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--length", type=int, default=300, help="characters to generate")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature > 0")
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+
+    m = sub.add_parser("make-example-data", help="write an example data set to try a source on")
+    m.add_argument("kind", choices=("shapes",), help="shapes: an image folder of 3 classes")
+    m.add_argument("folder", help="a new or empty folder to write it into")
+    m.add_argument("--per-class", type=int, default=200, help="pictures per class")
+    m.add_argument("--size", type=int, default=64, help="pixels along a side (8 to 1024)")
+    m.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
 
     u = sub.add_parser("ui", help="open the MLflow UI over the project store on 127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
@@ -128,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": _serve,
         "export": _export,
         "ui": _ui,
+        "make-example-data": _make_example_data,
     }
     return guarded(args.command, lambda: commands[args.command](args), _flags(parser, args.command))
 
@@ -365,6 +377,15 @@ SCALED_INPUTS = (
     "note: run {run} predates models that scale their own inputs: this model takes inputs "
     "scaled with the run's normaliser.json (tfdl predict applies it)"
 )
+
+
+def _make_example_data(args) -> int:
+    from tfdl.data.shapes import make_shapes
+
+    counts = make_shapes(args.folder, per_class=args.per_class, size=args.size, seed=args.seed)
+    print(f"wrote {sum(counts.values())} pictures of {', '.join(counts)} to {args.folder}")
+    print(f"train on them: tfdl train pipelines/shapes_folder.yaml data.path={args.folder}")
+    return 0
 
 
 def _serve(args) -> int:

@@ -14,19 +14,28 @@ from tfdl.data.spec import SEQUENCE_TASKS, DataSpec
 from tfdl.errors import ConfigError
 
 SUFFIXES = (".csv", ".npy")
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     """Rows of model input from a .npy array or a CSV of numeric columns, shaped for the
-    model: a flat row of the right size is reshaped (e.g. 64 pixels -> 8x8x1)."""
+    model: a flat row of the right size is reshaped (e.g. 64 pixels -> 8x8x1). A model of
+    pictures also reads image files, a model of texts .txt files (a file, or a folder of
+    them: one row each, in name order)."""
     file = Path(path)
-    if file.suffix not in SUFFIXES:
-        raise ConfigError("input", f"{path}: unknown file type", "a .csv or .npy file")
-    if not file.is_file():
-        raise ConfigError("input", f"{path}: no such file", "an existing .csv or .npy file")
     if spec.task in SEQUENCE_TASKS:
         raise ConfigError("input", f"a {spec.task} model writes text", "tfdl generate")
-    if spec.categorical:
+    if spec.stream or spec.text and not spec.table:
+        media = _media(file, spec)
+        if media is not None:
+            return media
+    if file.suffix not in SUFFIXES:
+        raise ConfigError("input", f"{path}: unknown file type", _kinds(spec))
+    if not file.is_file():
+        raise ConfigError("input", f"{path}: no such file", _kinds(spec))
+    if spec.text and not spec.table:
+        return _text_column(file, spec)
+    if spec.table:
         return _table(file, spec)
     if file.suffix == ".npy":
         x = np.load(file, allow_pickle=False)
@@ -51,12 +60,76 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     return x
 
 
-def _table(file: Path, spec: DataSpec) -> dict:
-    """A table with category columns as the model's inputs: the numeric columns (by their
-    training names) as "features", each category column as its own input."""
+def _kinds(spec: DataSpec) -> str:
+    if spec.stream:
+        return "an image file (bmp, gif, jpeg, png), a folder of them, or a .npy file"
+    if spec.text and not spec.table:
+        return "a .txt file, a folder of them, or a .csv file with the text column"
+    return "a .csv or .npy file"
+
+
+def _media(file: Path, spec: DataSpec):
+    """Images or texts from a file of that kind or a folder of them; None for another file."""
+    suffixes = IMAGE_SUFFIXES if spec.stream else (".txt",)
+    if file.is_dir():
+        files = sorted(f for f in file.iterdir() if f.suffix.lower() in suffixes)
+        if not files:
+            raise ConfigError(
+                "input", f"{file}: no {', '.join(suffixes)} files in it", _kinds(spec)
+            )
+    elif file.suffix.lower() in suffixes:
+        if not file.is_file():
+            raise ConfigError("input", f"{file}: no such file", _kinds(spec))
+        files = [file]
+    else:
+        return None
+    if spec.stream:
+        return np.stack([_pixels(f, spec) for f in files])
+    from tfdl.data.folders import read_text
+
+    try:
+        return np.asarray([read_text(f) for f in files], dtype=object)
+    except ConfigError as err:
+        raise ConfigError("input", err.problem, err.allowed) from None
+
+
+def _pixels(file: Path, spec: DataSpec) -> np.ndarray:
+    """An image as the model takes it: its pixels 0..255 resized to the training size
+    (bilinear, as the training pipeline does), in the training colour mode."""
+    from PIL import Image, UnidentifiedImageError
+
+    height, width = spec.stream["image_size"]
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[spec.stream["channels"]]
+    try:
+        with Image.open(file) as image:
+            pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ConfigError("input", f"{file} is not an image ({err})", _kinds(spec)) from None
+    return np.asarray(pixels, dtype=np.float32).reshape(height, width, -1)
+
+
+def _text_column(file: Path, spec: DataSpec) -> np.ndarray:
+    """Texts from a CSV: the training's text column, or the file's only column."""
     import pandas as pd
 
-    columns = [*spec.feature_names, *spec.categorical]
+    frame = pd.read_csv(file) if file.suffix == ".csv" else None
+    if frame is None:
+        raise ConfigError("input", f"{file}: the model takes texts", _kinds(spec))
+    names = [n for n in spec.feature_names if n in frame.columns]
+    if not names and len(frame.columns) != 1:
+        want = spec.feature_names[0] if spec.feature_names else "text"
+        raise ConfigError("input", f"{file}: no column {want!r}", "the text column, or one column")
+    column = frame[names[0] if names else frame.columns[0]]
+    return column.fillna("").astype(str).to_numpy(object)
+
+
+def _table(file: Path, spec: DataSpec) -> dict:
+    """A table with category or text columns as the model's inputs: the numeric columns
+    (by their training names) as "features", each other column as its own input."""
+    import pandas as pd
+
+    text = [spec.text["column"]] if spec.text else []
+    columns = [*spec.feature_names, *(spec.categorical or {}), *text]
     if file.suffix != ".csv":
         raise ConfigError("input", f"{file}: the model takes named columns", "a .csv file")
     frame = pd.read_csv(file)
@@ -67,7 +140,9 @@ def _table(file: Path, spec: DataSpec) -> dict:
     if not all(pd.api.types.is_numeric_dtype(t) for t in numbers.dtypes):
         raise ConfigError("input", f"{file}: non-numeric feature columns", "numbers there")
     x = {"features": numbers.to_numpy(np.float32)}
-    for name, kind in spec.categorical.items():
+    if text:
+        x[text[0]] = frame[text[0]].fillna("").astype(str).to_numpy(object)
+    for name, kind in (spec.categorical or {}).items():
         column = frame[name]
         if kind["dtype"] == "int64" and not pd.api.types.is_integer_dtype(column):
             raise ConfigError("input", f"{file}: column {name!r} is not whole numbers", "integers")
@@ -90,7 +165,7 @@ def scaled_for(model, x, normaliser: dict | None):
     table with categories (a dict of inputs) comes from runs that scale inside the model."""
     from tfdl.data.split import apply_normaliser
 
-    if isinstance(x, dict):
+    if isinstance(x, dict) or x.dtype == object:  # a table, or texts
         return x
     return apply_normaliser(x, None if scales_itself(model) else normaliser)
 

@@ -115,9 +115,10 @@ def _column(history, name):
 # ------------------------------------------------------------------------------ classifiers
 
 
-def predicted_classes(model, x, task: str) -> np.ndarray:
-    """Class ids: p > 0.5 for a binary (sigmoid) output, argmax of a softmax otherwise."""
-    p = _predict(model, x)
+def predicted_classes(model, x, task: str, spec=None) -> np.ndarray:
+    """Class ids: p > 0.5 for a binary (sigmoid) output, argmax of a softmax otherwise.
+    `spec`: the data spec of streamed rows (files read a chunk at a time)."""
+    p = _predict(model, x, spec)
     if task == "binary":
         return (p.reshape(len(p), -1)[:, 0] > 0.5).astype(int)
     return p.argmax(axis=-1).astype(int)
@@ -141,7 +142,7 @@ def confusion_counts(model, splits) -> np.ndarray:
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     names = _class_names(splits.spec)
-    predicted = predicted_classes(model, splits.x_test, splits.spec.task)
+    predicted = predicted_classes(model, splits.x_test, splits.spec.task, splits.spec)
     return sk_confusion(_labels(splits.y_test), predicted, labels=range(len(names)))
 
 
@@ -177,13 +178,17 @@ def decision_boundary(model, splits, out_dir: Path) -> list[Path]:
     return [path]
 
 
-def _predict(model, x, chunk: int = 1024) -> np.ndarray:
+def _predict(model, x, spec=None, chunk: int = 1024) -> np.ndarray:
     """The model's outputs, called directly in chunks: for a one-off pass this is faster
-    than `predict` or `predict_on_batch`, which first trace a graph."""
+    than `predict` or `predict_on_batch`, which first trace a graph. Rows of a streamed
+    source (`spec.stream`) are read from their files a chunk at a time."""
+    from tfdl.data.pipeline import inputs_of
+
     n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-    parts = [
-        np.asarray(model(take(x, slice(i, i + chunk)), training=False)) for i in range(0, n, chunk)
-    ]
+    parts = []
+    for i in range(0, n, chunk):
+        rows = take(x, slice(i, i + chunk))
+        parts.append(np.asarray(model(inputs_of(spec, rows) if spec else rows, training=False)))
     return np.concatenate(parts)
 
 

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, replace
 
 from tfdl.compile import logged_names, resolve
-from tfdl.data.spec import DataSpec, Splits
+from tfdl.data.spec import DataSpec, Splits, take
+from tfdl.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,13 @@ class Prepared:
         kw = dict(batch_size=t.batch_size, seed=t.seed, one_hot=self.one_hot, repeat=repeat)
         return split_dataset(s, x, y, training=split == "train", **kw)
 
+    def sample(self, size: int = 5):
+        """The first `size` test inputs as the model takes them (files read): what a logged
+        model's signature and example are made of."""
+        from tfdl.data.pipeline import inputs_of
+
+        return inputs_of(self.spec, take(self.splits.x_test, slice(0, size)))
+
     def probe(self, size: int):
         """A fixed (x, y) batch of the training split as the model sees it."""
         from tfdl.data.pipeline import probe_batch
@@ -68,4 +76,20 @@ def prepare(cfg, path: str | None = None, splits: Splits | None = None) -> Prepa
         from tfdl.data.split import load_splits
 
         splits = load_splits(cfg.data, cfg.train.seed)
+    _check_image_size(cfg, splits.spec)
     return Prepared(resolve(cfg, splits.spec), splits, path)
+
+
+def _check_image_size(cfg, spec: DataSpec) -> None:
+    """Images a model would shrink to nothing before its last blocks are refused."""
+    if not spec.stream:
+        return
+    need = cfg.model.downsampling
+    if min(spec.stream["image_size"]) < need:
+        h, w = spec.stream["image_size"]
+        raise ConfigError(
+            "data.image_size",
+            f"{h}x{w} images are too small for this {cfg.model.arch}: it shrinks each side "
+            f"{need} times before its head",
+            f"sides of at least {need} pixels, or fewer pooling blocks",
+        )

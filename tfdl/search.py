@@ -402,7 +402,6 @@ def summarise(tuner, job: TuningConfig, base: dict) -> dict:
 def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dict) -> None:
     import pandas as pd
 
-    from tfdl.data.spec import take
     from tfdl.plots import objective_plot
 
     if result["best_trial"] is None:
@@ -423,7 +422,7 @@ def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dic
         ),
         pipeline=pipeline,
         model=tuner.get_best_models(1)[0],
-        sample=take(best.splits.x_test, slice(0, 5)),
+        sample=best.sample(),
         spec=best.spec.to_dict(),
         register_as=job.register_as,
     )

@@ -57,7 +57,10 @@ def example_payload(inputs: list[dict] | None, input_shape) -> dict:
 
     def zeros(spec):
         shape = [1 if n == -1 else n for n in spec["tensor-spec"]["shape"]]
-        return np.zeros(shape, dtype=spec["tensor-spec"]["dtype"]).tolist()
+        dtype = spec["tensor-spec"]["dtype"]
+        if dtype in ("object", "str"):  # a text: an example sentence rather than zeros
+            return np.full(shape, "an example text", dtype=object).tolist()
+        return np.zeros(shape, dtype=dtype).tolist()
 
     if len(inputs) == 1 and not inputs[0].get("name"):
         return {"inputs": zeros(inputs[0])}

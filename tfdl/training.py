@@ -15,7 +15,6 @@ from tfdl import store, tracking
 from tfdl.callbacks.dropout_schedule import dropout_layers
 from tfdl.callbacks.stack import build_callbacks
 from tfdl.compile import compile_model
-from tfdl.data.spec import take
 from tfdl.errors import ConfigError
 from tfdl.models import build_model, get_hook
 from tfdl.pictures import run_pictures
@@ -105,7 +104,7 @@ def train(
             test_metrics=test_metrics,
             summary=stack.summary(),
             info=p.splits.info,
-            sample=take(p.splits.x_test, slice(0, 5)),
+            sample=p.sample(),
             spec=p.spec.to_dict(),
             best_model=stack.best_model,
             log_model=p.cfg.tracking.log_model,

@@ -125,6 +125,8 @@ def describe(path: str | Path) -> str:
         source = SOURCES.get(data.get("source"))
         if source is not None and source.downloads and not data.get("path"):
             text += f" [downloads {data['source']} once, or set data.path]"
+        elif source is not None and source.example and not Path(data.get("path", "")).exists():
+            text += f" [first: {source.example.format(path=data['path'])}]"
         return text
     except Exception:  # a listing must never fail on one bad file
         return ""

@@ -1,23 +1,28 @@
-"""The Keras image data sets (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100) as sources.
+"""The Keras data sets as sources: the images of MNIST, Fashion-MNIST, CIFAR-10 and
+CIFAR-100, and the texts of IMDB and Reuters.
 
-Each comes as Keras ships it: a training part and a test part of raw uint8 pixels.
-Without `data.path` `keras.datasets` loads it from Keras's cache (downloaded once, its
-hash checked); on a machine without network and without the cached file the source says
-so in one line before Keras would try to download. With `data.path` the source reads a
-local copy in the format Keras caches, with numpy, gzip and pickle alone (no TensorFlow).
+Each comes as Keras ships it: a training part and a test part, of raw uint8 pixels or of
+texts (the word ids of Keras's files turned back into their words). Without `data.path`
+the files come from Keras's cache (downloaded once, their hash checked); on a machine
+without network and without the cached files the source says so in one line before Keras
+would try to download. With `data.path` the source reads a local copy in the format Keras
+caches, with numpy, gzip, zipfile, json and pickle alone (no TensorFlow).
 """
 
 import gzip
+import io
+import json
 import os
 import pickle
 import sys
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from tfdl.data.schema import Cifar10, Cifar100, FashionMnist, Mnist
+from tfdl.data.schema import Cifar10, Cifar100, FashionMnist, Imdb, Mnist, Reuters
 from tfdl.data.spec import Arrays, DataSpec, Splits
 from tfdl.data.split import hold_out, split_and_normalise, splits_from_rows
 from tfdl.errors import ConfigError
@@ -73,6 +78,18 @@ CIFAR100 = {
     ),
 }
 
+SENTIMENTS = ("negative", "positive")  # IMDB's labels 0 and 1
+# keras.datasets.reuters.get_label_names(), by label: Keras documents the order as the
+# labels' ("indices matching training data"), as worked out in keras-team/keras#12072.
+REUTERS_TOPICS = tuple(
+    """
+    cocoa grain veg-oil earn acq wheat copper housing money-supply coffee sugar trade
+    reserves ship cotton carcass crude nat-gas cpi money-fx interest gnp meal-feed alum
+    oilseed gold tin strategic-metal livestock retail ipi iron-steel rubber heat jobs lei
+    bop zinc orange pet-chem dlr gas silver wpi hog lead
+    """.split()
+)
+
 MNIST_FILE = "mnist.npz"
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 FASHION_DIR = "fashion-mnist"
@@ -90,17 +107,40 @@ CIFAR10_BATCHES = {
 CIFAR100_DIR = "cifar-100-python"
 CIFAR100_ARCHIVE = "cifar-100-python-target_archive"
 CIFAR100_BATCHES = {"train": ("train",), "test": ("test",)}
+# The text sets' files, (name, Keras's hash) of the data and of its word index, as
+# keras.datasets.<source>.load_data and get_word_index fetch them from TEXT_ORIGIN.
+TEXT_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+TEXT_FILES = {
+    "imdb": (
+        ("imdb.npz", "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"),
+        ("imdb_word_index.json", "bfafd718b763782e994055a2d397834f"),
+    ),
+    "reuters": (
+        ("reuters.npz", "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916"),
+        ("reuters_word_index.json", "4d44cc38712099c9e383dc6e5f11a921"),
+    ),
+}
+IMDB_KEYS = ("x_train", "y_train", "x_test", "y_test")
+REUTERS_KEYS = ("x", "y")
+# keras.datasets.imdb / reuters load_data shuffle with this seed (and Reuters then holds
+# out its last 20% for test): the parts here are the rows Keras gives, in its order.
+KERAS_TEXT_SEED = 113
+REUTERS_TEST_SPLIT = 0.2
+UNKNOWN = "[UNK]"  # the word of an id missing from the word index
+MAX_RANK = 10_000_000  # bounds the lookup table by rank (Keras's word indexes rank 1..n)
 
-# Where keras.datasets downloads each set from: only probed, never fetched, by tfdl itself.
+# Where Keras downloads each set from: tfdl only probes it (Keras's own get_file fetches).
 ORIGINS = {
     "mnist": "storage.googleapis.com",
     "fashion_mnist": "storage.googleapis.com",
     "cifar10": "www.cs.toronto.edu",
     "cifar100": "www.cs.toronto.edu",
+    "imdb": "storage.googleapis.com",
+    "reuters": "storage.googleapis.com",
 }
 PROBE_SECONDS = 3.0
 
-Part = tuple[np.ndarray, np.ndarray]  # (uint8 images, labels) of one part
+Part = tuple[np.ndarray, np.ndarray]  # (uint8 images or str texts, labels) of one part
 
 
 # --- the sources -----------------------------------------------------------------------------
@@ -143,13 +183,39 @@ def load_cifar100(cfg: Cifar100, seed: int) -> Splits:
     return keras_splits(cfg, seed, train, test, CIFAR100[cfg.label_mode])
 
 
+def load_imdb(cfg: Imdb, seed: int) -> Splits:
+    if cfg.path:
+        train, test = read_imdb(cfg.path)
+    else:
+        train, test = read_imdb(*_keras_text_files(cfg))
+    return keras_splits(cfg, seed, train, test, SENTIMENTS, task="binary", input_dtype="string")
+
+
+def load_reuters(cfg: Reuters, seed: int) -> Splits:
+    if cfg.path:
+        train, test = read_reuters(cfg.path)
+    else:
+        train, test = read_reuters(*_keras_text_files(cfg))
+    return keras_splits(cfg, seed, train, test, REUTERS_TOPICS, input_dtype="string")
+
+
 # --- splitting ---------------------------------------------------------------------------------
 
 
-def keras_splits(cfg, seed: int, train: Part, test: Part, class_names) -> Splits:
+def keras_splits(
+    cfg,
+    seed: int,
+    train: Part,
+    test: Part,
+    class_names,
+    task: str = "multiclass",
+    input_dtype: str = "float32",
+) -> Splits:
     """Splits of a data set that comes as a training and a test part: `split: source` keeps
     the test part as the test split and takes the validation split from the training part;
-    `split: random` pools both and splits them like any other source."""
+    `split: random` pools both and splits them like any other source. The inputs are
+    images (`input_dtype` float32, whatever narrower type they come in) or texts
+    (`input_dtype` string: a 1-D object array of str, one text per sample)."""
     k = len(class_names)
     if not len(train[1]):
         raise ConfigError("data.path", f"{_where(cfg)} has an empty training part")
@@ -162,9 +228,10 @@ def keras_splits(cfg, seed: int, train: Part, test: Part, class_names) -> Splits
             )
     spec = DataSpec(
         input_shape=tuple(train[0].shape[1:]),
-        task="multiclass",
+        task=task,
         num_classes=k,
         class_names=tuple(class_names),
+        input_dtype=input_dtype,
     )
     if cfg.split == "random":
         x = np.concatenate([train[0], test[0]])
@@ -279,6 +346,28 @@ def _from_keras(cfg, copy: str, name: str, **options) -> tuple[Part, Part]:
     if x_train.ndim == 4 and x_train.shape[1] == 3:  # channels_first in keras.json
         x_train, x_test = x_train.transpose(0, 2, 3, 1), x_test.transpose(0, 2, 3, 1)
     return _images((x_train, y_train)), _images((x_test, y_test))
+
+
+def _keras_text_files(cfg) -> tuple[str, str]:
+    """The text set's data file and word index in Keras's cache, fetched (once, their hash
+    checked) by keras.utils.get_file as keras.datasets.<source> fetches them, so they are
+    then read by the same reader as a local copy."""
+    (data, data_hash), (words, words_hash) = TEXT_FILES[cfg.source]
+    copy = f"{data} (with {words} beside it)"
+    cached(cfg, data, words, copy=copy)
+    from keras.utils import get_file  # Keras (and TensorFlow) only here, when the data is needed
+
+    try:
+        return tuple(
+            get_file(fname=name, origin=TEXT_ORIGIN + name, file_hash=file_hash)
+            for name, file_hash in ((data, data_hash), (words, words_hash))
+        )
+    except Exception as err:  # a cached file with the wrong hash, and no network to refetch
+        raise ConfigError(
+            "data.path",
+            f"{cfg.source} cannot be loaded from Keras's cache {keras_cache()} ({_reason(err)})",
+            f"a local copy: data.path=/path/to/{copy}",
+        ) from None
 
 
 def _images(part: Part) -> Part:
@@ -446,6 +535,160 @@ class _ArraysOnly(pickle.Unpickler):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+def read_imdb(path: str, word_index: str | None = None) -> tuple[Part, Part]:
+    """`imdb.npz` as Keras caches it (x_train, y_train, x_test, y_test: one list of word
+    ids per review, labels 0 negative and 1 positive), with its word index, by default
+    `imdb_word_index.json` beside it. Each part comes back as texts, in the order
+    keras.datasets.imdb.load_data gives it (shuffled with its seed)."""
+    allowed = (
+        "a copy of Keras's imdb.npz (x_train, y_train, x_test, y_test) with "
+        "imdb_word_index.json beside it"
+    )
+    arrays, table = _read_text_files(path, word_index, "imdb", IMDB_KEYS, allowed)
+    rng = np.random.RandomState(KERAS_TEXT_SEED)  # one generator for both parts, as Keras
+    parts = []
+    for part in ("train", "test"):
+        texts, y = _texts(path, (f"x_{part}", f"y_{part}"), arrays, table, allowed)
+        order = _keras_order(rng, len(y))
+        parts.append((texts[order], y[order]))
+    return parts[0], parts[1]
+
+
+def read_reuters(path: str, word_index: str | None = None) -> tuple[Part, Part]:
+    """`reuters.npz` as Keras caches it (x: one list of word ids per newswire, y: its topic
+    0..45), with its word index, by default `reuters_word_index.json` beside it. Split into
+    a training and a test part as keras.datasets.reuters.load_data splits it: shuffled
+    with its seed, the last 20% held out for test."""
+    allowed = "a copy of Keras's reuters.npz (x, y) with reuters_word_index.json beside it"
+    arrays, table = _read_text_files(path, word_index, "reuters", REUTERS_KEYS, allowed)
+    texts, y = _texts(path, REUTERS_KEYS, arrays, table, allowed)
+    order = _keras_order(np.random.RandomState(KERAS_TEXT_SEED), len(y))
+    texts, y = texts[order], y[order]
+    cut = int(len(y) * (1 - REUTERS_TEST_SPLIT))  # Keras's own rounding
+    return (texts[:cut], y[:cut]), (texts[cut:], y[cut:])
+
+
+def _keras_order(rng: np.random.RandomState, n: int) -> np.ndarray:
+    """The row order load_data shuffles a part into (rng.shuffle of np.arange)."""
+    rows = np.arange(n)
+    rng.shuffle(rows)
+    return rows
+
+
+def _read_text_files(path: str, word_index, source: str, keys, allowed: str):
+    """The arrays `keys` of the .npz at `path`, and its word index (`word_index`, or the
+    file of Keras's name beside `path`) as the table _decode looks words up in."""
+    file = _existing(path, folder=False, allowed=allowed)
+    index = Path(word_index) if word_index else file.parent / TEXT_FILES[source][1][0]
+    if not index.is_file():
+        raise ConfigError("data.path", f"no such file: {index} (the word index of {path})", allowed)
+    return _read_ragged_npz(path, file, keys, allowed), _read_word_index(index, allowed)
+
+
+def _read_ragged_npz(path: str, file: Path, keys, allowed: str) -> dict:
+    """The arrays `keys` of an .npz whose arrays may be ragged (object arrays of lists)."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
+            missing = [k for k in keys if k not in members]
+            if missing:
+                raise _bad(
+                    path,
+                    f"no array {', '.join(missing)} (it has: {', '.join(members) or 'none'})",
+                    allowed,
+                )
+            return {k: _read_npy(archive.read(members[k])) for k in keys}
+    except ConfigError:
+        raise
+    except Exception as err:  # not a zip, truncated, a refused pickle
+        raise _bad(path, f"cannot read it as .npz ({_reason(err)})", allowed) from None
+
+
+def _read_npy(data: bytes) -> np.ndarray:
+    """One .npy member. Ragged sequences are object arrays, which numpy stores as a pickle:
+    np.load(allow_pickle=True) would run whatever a tampered file's pickle asks for, so
+    they are unpickled as keras.src.datasets.npz_utils does, numpy arrays only."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version[0] == 1:
+        _, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version[0] in (2, 3):  # 3.0 differs from 2.0 only by a UTF-8 header
+        _, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    if not dtype.hasobject:
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    return np.asarray(_ArraysOnly(stream).load())
+
+
+def _read_word_index(file: Path, allowed: str) -> np.ndarray:
+    """Keras's word index, a JSON object of word -> rank, as a table of the words by rank
+    (UNKNOWN at ranks no word has, and in one last entry for ids beyond them all)."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            index = json.load(f)
+        # type(): a JSON true is a bool, which Python counts as an int, yet is no rank.
+        if not isinstance(index, dict) or not all(type(r) is int for r in index.values()):
+            raise ValueError("not an object of words and integer ranks")
+    except (OSError, ValueError, RecursionError) as err:  # unreadable, not JSON, not ranks
+        raise _bad(file, f"cannot read it as a word index ({_reason(err)})", allowed) from None
+    if not index:
+        raise _bad(file, "holds no words", allowed)
+    lo, hi = min(index.values()), max(index.values())
+    if lo < 0 or hi > MAX_RANK:
+        raise _bad(file, f"ranks its words {lo}..{hi}, not within 0..{MAX_RANK}", allowed)
+    ranks = np.fromiter(index.values(), np.int64, count=len(index))
+    table = np.full(ranks.max() + 2, UNKNOWN, object)
+    table[ranks] = np.array(list(index), object)
+    return table
+
+
+def _texts(path: str, keys: tuple[str, str], arrays: dict, table, allowed: str) -> Part:
+    """One part's texts and int64 labels from its arrays `keys` (word-id lists, labels)."""
+    x, y = np.asarray(arrays[keys[0]]), np.asarray(arrays[keys[1]])
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise _bad(path, f"{keys[1]} is {y.dtype} of shape {y.shape}, not integer labels", allowed)
+    sequences = _sequences(path, keys[0], x, allowed)
+    if len(sequences) != len(y):
+        raise _bad(path, f"{keys[0]} has {len(sequences)} samples for {len(y)} labels", allowed)
+    return _decode(sequences, table), y.astype(np.int64)
+
+
+def _sequences(path: str, key: str, x: np.ndarray, allowed: str) -> list[np.ndarray]:
+    """The word-id lists of `x`: an object array of lists (ragged, as Keras stores them) or
+    a 2-D array (all of one length, which numpy makes of equally long lists)."""
+    if x.ndim == 2 and np.issubdtype(x.dtype, np.integer):
+        return list(x.astype(np.int64))
+    if x.ndim not in (1, 2) or x.dtype != object:
+        raise _bad(path, f"{key} is {x.dtype} of shape {x.shape}, not lists of word ids", allowed)
+    sequences = []
+    for i, ids in enumerate(x.tolist() if x.ndim == 2 else x):
+        try:
+            ids = np.asarray(ids)
+            ok = ids.ndim == 1 and (not ids.size or np.issubdtype(ids.dtype, np.integer))
+        except ValueError:  # nested ragged lists
+            ok = False
+        if not ok:
+            raise _bad(path, f"{key}[{i}] is not a list of integer word ids", allowed)
+        sequences.append(ids.astype(np.int64))
+    return sequences
+
+
+def _decode(sequences: list[np.ndarray], table: np.ndarray) -> np.ndarray:
+    """Each sequence's words joined by spaces, an id missing from the word index as UNKNOWN.
+    The files hold the words' ranks themselves: keras.datasets' load_data adds
+    `index_from` (3) to every id only to make room for its padding, start and
+    out-of-vocabulary ids, and get_word_index's example undoes that by the same 3."""
+    lengths = [len(s) for s in sequences]
+    ids = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
+    beyond = len(table) - 1  # the table's last entry: UNKNOWN
+    tokens = table[np.where((ids >= 0) & (ids < beyond), ids, beyond)].tolist()
+    ends = np.cumsum(lengths, dtype=np.int64).tolist()
+    texts = np.empty(len(sequences), object)
+    texts[:] = [" ".join(tokens[end - n : end]) for n, end in zip(lengths, ends, strict=True)]
+    return texts
 
 
 def _reason(err: Exception) -> str:

@@ -14,6 +14,7 @@ from tfdl.schema import Fraction, PositiveInt, StrictModel
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 # scikit-learn and numpy's legacy generators only take seeds in [0, 2**32).
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
+Side = Annotated[int, Field(ge=1, le=4096)]  # pixels along one side of an image
 
 
 class SourceConfig(StrictModel):
@@ -23,6 +24,8 @@ class SourceConfig(StrictModel):
     loader: ClassVar[str]
     # Fetched from the network once (then cached) unless `path` names a local copy.
     downloads: ClassVar[bool] = False
+    # The command writing example data for this source, formatted with the `path`.
+    example: ClassVar[str | None] = None
 
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.15
@@ -156,7 +159,19 @@ class Spirals(SourceConfig):
     turns: Annotated[float, Field(gt=0.0)] = 1.5
 
 
-class Csv(SourceConfig):
+class _TextSettings(StrictModel):
+    """How text becomes the model's input: TextVectorization adapted on the training split
+    (lower-cased, punctuation stripped, split on whitespace) keeps the `max_tokens` most
+    frequent words and cuts or pads each text to `sequence_length` word ids, which an
+    Embedding of `embedding_dim` turns into vectors; both layers sit inside the model,
+    so it takes the raw strings."""
+
+    max_tokens: Annotated[int, Field(ge=3, le=1_000_000)] = 20000
+    sequence_length: Annotated[int, Field(ge=1, le=100_000)] = 200
+    embedding_dim: Annotated[int, Field(ge=1, le=4096)] = 64
+
+
+class Csv(SourceConfig, _TextSettings):
     """Any CSV file: one target column, every other column a numeric feature.
 
     With `task: auto` a target of strings or booleans, or of integers with at most 20
@@ -176,6 +191,23 @@ class Csv(SourceConfig):
     # Columns of categories (strings or integers): looked up inside the model against the
     # training split's values, one-hot, an unseen value in a bucket of its own.
     categorical: list[str] = Field(default_factory=list)
+    # A column of free text, vectorised inside the model (the text settings above).
+    text: str | None = None
+    # Files above `stream_above_mb` are read in chunks and streamed from disk by tf.data
+    # rather than held as one frame; `streaming: on` always streams, `off` never does.
+    streaming: Literal["auto", "on", "off"] = "auto"
+    stream_above_mb: Annotated[float, Field(gt=0)] = 256.0
+    # What a streamed file keeps after its first epoch: nothing (re-read each epoch), the
+    # parsed rows in memory, or in a cache file on disk.
+    cache: Literal["none", "memory", "disk"] = "none"
+
+    @model_validator(mode="after")
+    def _columns_once(self):
+        named = [*self.categorical, *([self.text] if self.text else [])]
+        twice = sorted({c for c in named if named.count(c) > 1})
+        if twice:
+            raise ValueError(f"columns named twice in categorical / text: {', '.join(twice)}")
+        return self
 
 
 class _KerasImages(SourceConfig):
@@ -255,6 +287,79 @@ class Cifar100(_KerasImages):
     label_mode: Literal["fine", "coarse"] = "fine"
 
 
+class ImageFolder(SourceConfig):
+    """Your own pictures: a folder with one subfolder of images per class (streamed from disk).
+
+    The layout `keras.utils.image_dataset_from_directory` reads: `path/<class>/<image>`,
+    classes named by their subfolders in sorted order, images in bmp, gif, jpeg or png.
+    Each image is decoded and resized to `image_size` ([height, width]) as it is read, a
+    batch at a time, so the folder never has to fit in memory; `cache` keeps the decoded
+    images after the first epoch in memory or in a file on disk. Pixels stay 0..255: the
+    model's first layer rescales them to 0..1 (`normalize: rescale`).
+    """
+
+    source: Literal["image_folder"]
+    loader: ClassVar[str] = "folders:load_image_folder"
+    example: ClassVar[str] = "tfdl make-example-data shapes {path}"
+    path: str
+    image_size: tuple[Side, Side] = (64, 64)
+    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
+    classes: list[str] | None = None  # the subfolders to use, in this order; None: all
+    normalize: Literal["rescale", "none"] = "rescale"
+    cache: Literal["none", "memory", "disk"] = "none"
+
+
+class TextFolder(SourceConfig, _TextSettings):
+    """Your own texts: a folder with one subfolder of .txt files per class (e.g. reviews).
+
+    The layout `keras.utils.text_dataset_from_directory` reads (IMDB's aclImdb/train has
+    `neg/` and `pos/`): `path/<class>/<file>.txt`, classes named by their subfolders in
+    sorted order, each file one sample, read as UTF-8.
+    """
+
+    source: Literal["text_folder"]
+    loader: ClassVar[str] = "folders:load_text_folder"
+    path: str
+    classes: list[str] | None = None  # the subfolders to use (aclImdb: [neg, pos]); None: all
+    normalize: Literal["none"] = "none"
+
+
+class _KerasTexts(SourceConfig, _TextSettings):
+    # Loaded like the Keras image sets, the word ids turned back into words so that the
+    # model takes raw text; "keras_sets:load_<source>".
+    downloads: ClassVar[bool] = True
+    path: str | None = None
+    split: Literal["source", "random"] = "source"
+    max_samples: PositiveInt | None = None
+    normalize: Literal["none"] = "none"
+
+
+class Imdb(_KerasTexts):
+    """IMDB movie reviews, positive or negative, as raw text (Keras; 25000 + 25000 test).
+
+    Read from `path` when given (a copy of Keras's `imdb.npz`, with `imdb_word_index.json`
+    beside it); otherwise loaded by `keras.datasets.imdb`, which downloads both once into
+    ~/.keras/datasets/. Each review's word ids are turned back into its words.
+    """
+
+    __doc__ += _KERAS_SPLITS.split("Pixels")[0]
+    source: Literal["imdb"]
+    loader: ClassVar[str] = "keras_sets:load_imdb"
+
+
+class Reuters(_KerasTexts):
+    """Reuters newswires in 46 topics, as raw text (Keras; 11228 wires, 20% held out for test).
+
+    Read from `path` when given (a copy of Keras's `reuters.npz`, with
+    `reuters_word_index.json` beside it); otherwise loaded by `keras.datasets.reuters`,
+    which downloads both once into ~/.keras/datasets/.
+    """
+
+    __doc__ += _KERAS_SPLITS.split("Pixels")[0]
+    source: Literal["reuters"]
+    loader: ClassVar[str] = "keras_sets:load_reuters"
+
+
 class _TokenSource(SourceConfig):
     # Token ids name characters; scaling them would mean nothing.
     normalize: Literal["none"] = "none"
@@ -306,6 +411,10 @@ _CLASSES = (
     FashionMnist,
     Cifar10,
     Cifar100,
+    ImageFolder,
+    TextFolder,
+    Imdb,
+    Reuters,
     AbcTunes,
     Dates,
 )

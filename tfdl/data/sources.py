@@ -193,11 +193,15 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
             "data.target", f"no column {cfg.target!r} in {cfg.path}", _listing(frame.columns)
         )
     others = [c for c in frame.columns if c != cfg.target]
-    for name in cfg.categorical:
+    named = [(n, "data.categorical") for n in cfg.categorical]
+    for name, field in [*named, *([(cfg.text, "data.text")] if cfg.text else [])]:
         if name not in others:
             problem = f"{name!r} is the target" if name == cfg.target else f"no column {name!r}"
-            raise ConfigError("data.categorical", f"{problem} in {cfg.path}", _listing(others))
-    features = frame.drop(columns=[cfg.target, *cfg.categorical])
+            raise ConfigError(field, f"{problem} in {cfg.path}", _listing(others))
+    text = [cfg.text] if cfg.text else []
+    features = frame.drop(columns=[cfg.target, *cfg.categorical, *text])
+    if features.shape[1] == 0 and text and not cfg.categorical:
+        return features  # the text alone is the input
     if features.shape[1] == 0:
         what = "the target and its categories" if cfg.categorical else "the target"
         raise ConfigError(
@@ -215,12 +219,12 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
             f"missing values in {cfg.path}, {_cells(features)}",
             "data.fill_missing: mean or zero, or a CSV without empty cells",
         )
-    text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if text:
+    words = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if words:
         raise ConfigError(
             "data.path",
-            f"non-numeric feature columns in {cfg.path}: {_listing(text)}",
-            "numeric columns, or name them in data.categorical",
+            f"non-numeric feature columns in {cfg.path}: {_listing(words)}",
+            "numeric columns, or name them in data.categorical (or one in data.text)",
         )
     return features
 
@@ -255,13 +259,24 @@ def _csv_task(column: pd.Series, cfg: Csv) -> str:
 def load_csv(cfg: Csv, seed: int) -> Arrays:
     frame = _read_csv(cfg.path)
     arrays = _load_table(frame, cfg)
-    return _with_categories(arrays, frame, cfg) if cfg.categorical else arrays
+    if cfg.text and arrays.x.shape[1] == 0:  # the text column is the whole input
+        spec = replace(arrays.spec, input_shape=(), input_dtype="string", feature_names=(cfg.text,))
+        return Arrays(x=_texts(frame[cfg.text]), y=arrays.y, spec=spec)
+    return _with_columns(arrays, frame, cfg) if cfg.categorical or cfg.text else arrays
 
 
-def _with_categories(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
+def _texts(column: pd.Series) -> np.ndarray:
+    """A text column as Python strings; an empty cell is an empty text."""
+    return column.fillna("").astype(str).to_numpy(object)
+
+
+def _with_columns(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
     """The numeric features as "features", each category column as an input of its own
-    (integers stay integers, anything else is read as strings)."""
+    (integers stay integers, anything else is read as strings), the text column too."""
     x, kinds = {"features": arrays.x}, {}
+    text = None
+    if cfg.text:
+        x[cfg.text], text = _texts(frame[cfg.text]), {"column": cfg.text}
     for name in cfg.categorical:
         column = frame[name]
         if column.isna().any():
@@ -274,7 +289,8 @@ def _with_categories(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
             x[name], kinds[name] = column.to_numpy(np.int64), {"dtype": "int64"}
         else:
             x[name], kinds[name] = column.astype(str).to_numpy(object), {"dtype": "string"}
-    return Arrays(x=x, y=arrays.y, spec=replace(arrays.spec, categorical=kinds))
+    spec = replace(arrays.spec, categorical=kinds or None, text=text)
+    return Arrays(x=x, y=arrays.y, spec=spec)
 
 
 def _load_table(frame: pd.DataFrame, cfg: Csv) -> Arrays:

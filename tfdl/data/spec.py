@@ -32,6 +32,13 @@ class DataSpec:
     # A table's category columns, inputs of their own beside the numeric "features":
     # {column: {"dtype": "string" | "int64", "vocabulary": [training split's values]}}.
     categorical: dict | None = None
+    # Text, vectorised inside the model by the training split's vocabulary: {"vocabulary",
+    # "max_tokens", "sequence_length", "embedding_dim", "column"}; "column" names a table's
+    # text column, None when the text is the whole input.
+    text: dict | None = None
+    # Inputs read from files as batches are drawn rather than held in the splits:
+    # {"kind": "images", "image_size": [H, W], "channels": C, "cache": "none" | ...}.
+    stream: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,6 +47,19 @@ class DataSpec:
     def from_dict(cls, d: dict) -> "DataSpec":
         tuples = ("input_shape", "class_names", "feature_names", "vocabulary")
         return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+
+    @property
+    def table(self) -> bool:
+        """Named columns of different kinds (numbers, categories, text): a dict of inputs."""
+        return bool(self.categorical) or bool(self.text and self.text.get("column"))
+
+    @property
+    def body_shape(self) -> tuple[int, ...]:
+        """What a builder's layers see after the input layers: a text becomes
+        `sequence_length` word vectors of `embedding_dim` values."""
+        if self.text and not self.text.get("column"):
+            return (self.text["sequence_length"], self.text["embedding_dim"])
+        return tuple(self.input_shape)
 
     @property
     def output_units(self) -> int:

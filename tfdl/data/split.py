@@ -45,8 +45,7 @@ def split_and_normalise(arrays: Arrays, cfg: SourceConfig, seed: int) -> Splits:
     normalisation on the training split. The splits keep their raw values: the fitted
     scaling travels in the spec (`spec.normalizer`) and becomes the model's first layer."""
     stratified = arrays.spec.task in ("binary", "multiclass")
-    rows = _split_indices(arrays.y, cfg, seed, stratified)
-    return splits_from_rows(arrays, rows, cfg, seed)
+    return splits_from_rows(arrays, split_rows(arrays.y, cfg, seed, stratified), cfg, seed)
 
 
 def splits_from_rows(arrays: Arrays, rows, cfg: SourceConfig, seed: int) -> Splits:
@@ -54,18 +53,24 @@ def splits_from_rows(arrays: Arrays, rows, cfg: SourceConfig, seed: int) -> Spli
     normalisation fitted on the training rows. Raw inputs a source hands over in a narrower
     type (uint8 pixels) become float32 split by split, never the whole set at once."""
     train, val, test = rows
+    info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
     # Token ids are names, not magnitudes: they are never scaled.
     how = cfg.normalize if arrays.spec.input_dtype == "float32" else "none"
     x_train = _take_input(arrays, train)
     spec = arrays.spec
     numeric = x_train
-    if spec.categorical:  # a table with categories: the numbers are its "features"
+    if spec.input_dtype == "string":  # a text: its words are fitted, nothing is scaled
+        return _text_splits(arrays, rows, replace(spec, text=fit_text(x_train, cfg)), info)
+    if spec.table:  # a table with categories or text: the numbers are its "features"
         numeric = x_train["features"]
-        spec = replace(spec, categorical=fit_vocabularies(x_train, spec.categorical))
+        if spec.categorical:
+            spec = replace(spec, categorical=fit_vocabularies(x_train, spec.categorical))
+        if spec.text:
+            column = spec.text["column"]
+            spec = replace(spec, text={**fit_text(x_train[column], cfg), "column": column})
     fill = fit_fill(numeric, getattr(cfg, "fill_missing", "none"))
     filled = numeric if fill is None else np.where(np.isnan(numeric), fill["values"], numeric)
     normalizer = fit_normalizer(filled, how)
-    info = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": int(seed)}
     info |= {"normalize": how, **_summary(normalizer)}
     return Splits(
         x_train=x_train,
@@ -83,9 +88,30 @@ def _take_input(arrays: Arrays, rows):
     x = take(arrays.x, rows)
     if arrays.spec.input_dtype == "float32" and isinstance(x, np.ndarray):
         return x.astype(np.float32, copy=False)
-    if arrays.spec.categorical:
+    if arrays.spec.table:
         return {**x, "features": x["features"].astype(np.float32, copy=False)}
     return x
+
+
+def _text_splits(arrays: Arrays, rows, spec, info: dict) -> Splits:
+    train, val, test = (take(arrays.x, r) for r in rows)
+    y = [arrays.y[r] for r in rows]
+    info |= {"vocabulary_size": len(spec.text["vocabulary"])}
+    return Splits(train, y[0], val, y[1], test, y[2], spec=spec, info=info)
+
+
+def fit_text(texts: np.ndarray, cfg) -> dict:
+    """The vocabulary of the training texts: Keras' TextVectorization adapted on them (its
+    own lower-casing, punctuation stripping and splitting), keeping the `max_tokens`
+    most frequent words. The model's vectorisation layer is rebuilt from this list."""
+    import keras  # loads TensorFlow: only a text source gets here
+
+    layer = keras.layers.TextVectorization(max_tokens=cfg.max_tokens)
+    layer.adapt(np.asarray(texts, dtype=object).astype(str))
+    # The first two entries, padding "" and "[UNK]", come back with the layer itself.
+    vocabulary = [str(w) for w in layer.get_vocabulary()[2:]]
+    settings = ("max_tokens", "sequence_length", "embedding_dim")
+    return {**{k: getattr(cfg, k) for k in settings}, "vocabulary": vocabulary, "column": None}
 
 
 def fit_vocabularies(x_train: dict, categorical: dict) -> dict:
@@ -129,7 +155,8 @@ def fit_normalizer(x_train: np.ndarray, how: str) -> dict | None:
     }
 
 
-def _split_indices(y: np.ndarray, cfg: SourceConfig, seed: int, stratified: bool):
+def split_rows(y: np.ndarray, cfg: SourceConfig, seed: int, stratified: bool):
+    """(train, val, test) row indices of labels `y` by `cfg`'s fractions, seeded."""
     rows = np.arange(len(y))
     # The validation share is of what is left after the test split, hence the rescaling.
     val_of_rest = cfg.val_fraction / (1.0 - cfg.test_fraction)

@@ -8,8 +8,8 @@ of features; a flatten and fully connected layers turn them into the task's pred
 import keras
 
 from tfdl.models.augment import augmentation
+from tfdl.models.heads import as_sequence, inputs_for, output_head
 from tfdl.models.heads import dropout as dropout_layer
-from tfdl.models.heads import inputs_for, output_head
 
 _POOL = {
     1: {"max": keras.layers.MaxPooling1D, "average": keras.layers.AveragePooling1D},
@@ -31,15 +31,7 @@ def per_block(value, n: int, name: str) -> list:
 def sequence_input(spec, arch: str):
     """Input for a 1-D net: (T, C) as it is, a flat (T,) read as T steps of one feature."""
     inputs, x = inputs_for(spec)
-    rank = len(spec.input_shape)
-    if rank == 1:
-        x = keras.layers.Reshape((spec.input_shape[0], 1), name="as_sequence")(x)
-    elif rank != 2:
-        raise ValueError(
-            f"{arch} reads sequences of shape (steps, channels) or (steps,), got "
-            f"{tuple(spec.input_shape)}; use cnn2d for images"
-        )
-    return inputs, x
+    return inputs, as_sequence(x, arch)
 
 
 def _pool(x, dims: int, pool: str, pool_size: int, name: str):
@@ -120,10 +112,10 @@ def build_cnn2d(
     `pool` is "max", "average" or "none". `augment` (flip, rotation, zoom, translation)
     randomly transforms the training images only. Needs images (height, width, channels).
     """
-    if len(spec.input_shape) != 3:
+    if len(spec.body_shape) != 3:
         raise ValueError(
             f"cnn2d needs images of shape (height, width, channels), got "
-            f"{tuple(spec.input_shape)}; for digits set data.as_images: true"
+            f"{spec.body_shape}; for digits set data.as_images: true"
         )
     inputs, x = inputs_for(spec)
     layers = augmentation(augment)

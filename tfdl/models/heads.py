@@ -7,11 +7,16 @@ import numpy as np
 TASK_ACTIVATION = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}
 
 
-def inputs_for(spec, flatten: bool = False):
+def inputs_for(spec, flatten: bool = False, masked: bool = False):
     """The model's raw input, scaled by the normalisation fitted on the training split (so
     the model takes inputs as a user has them); `flatten` turns images or sequences into
-    one feature vector."""
-    numbers = keras.Input(shape=spec.input_shape, name="features" if spec.categorical else "inputs")
+    one feature vector. A text comes in as strings and leaves as word vectors (one per
+    word; their mean when flattened); `masked`: the padding after a text is masked, for
+    layers that skip masked steps (recurrent ones)."""
+    if spec.text and not spec.table:
+        text = keras.Input(shape=(), dtype="string", name="text")
+        return text, words(spec.text, "text", pooled=flatten, masked=masked or flatten)(text)
+    numbers = keras.Input(shape=spec.input_shape, name="features" if spec.table else "inputs")
     x = numbers
     if spec.fill is not None:  # gaps first: the scaling's statistics are of filled data
         from tfdl.layers import FillMissing
@@ -19,15 +24,55 @@ def inputs_for(spec, flatten: bool = False):
         x = FillMissing(spec.fill["values"], name="fill_missing")(x)
     if spec.normalizer is not None:
         x = normalization(spec.normalizer)(x)
-    if spec.categorical:  # a table: one input per category column beside the numbers
+    if spec.table:  # one input per category or text column beside the numbers
         inputs, parts = {"features": numbers}, [x]
-        for i, (name, kind) in enumerate(spec.categorical.items()):
+        for i, (name, kind) in enumerate((spec.categorical or {}).items()):
             inputs[name] = keras.Input(shape=(), dtype=kind["dtype"], name=name)
             parts.append(category_lookup(kind, f"lookup_{i}")(inputs[name]))
+        if spec.text:
+            name = spec.text["column"]
+            inputs[name] = keras.Input(shape=(), dtype="string", name=name)
+            parts.append(words(spec.text, "text", pooled=True, masked=True)(inputs[name]))
         return inputs, keras.layers.Concatenate(name="table")(parts)
     if flatten and len(spec.input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
     return numbers, x
+
+
+def words(text: dict, name: str, pooled: bool, masked: bool) -> keras.Sequential:
+    """Strings -> word ids (Keras' TextVectorization with the training split's vocabulary:
+    lower case, no punctuation, split on spaces, cut or padded to `sequence_length`) ->
+    word vectors (an Embedding; with `masked` id 0, the padding, is masked so recurrent
+    layers and the pooling skip it) -> with `pooled`, their mean: a bag of words."""
+    vocabulary = list(text["vocabulary"])
+    layers = [
+        keras.layers.TextVectorization(
+            max_tokens=text["max_tokens"],
+            output_sequence_length=text["sequence_length"],
+            vocabulary=vocabulary or None,
+            name=f"{name}_vectorize",
+        ),
+        # Padding and the out-of-vocabulary id come first, then the vocabulary.
+        keras.layers.Embedding(
+            len(vocabulary) + 2, text["embedding_dim"], mask_zero=masked, name=f"{name}_embedding"
+        ),
+    ]
+    if pooled:
+        layers.append(keras.layers.GlobalAveragePooling1D(name=f"{name}_mean"))
+    return keras.Sequential(layers, name=f"{name}_words")
+
+
+def as_sequence(x, arch: str):
+    """(T, C) as it is; a flat (T,) (features, a table) read as T steps of one feature."""
+    shape = tuple(x.shape[1:])
+    if len(shape) == 1:
+        return keras.layers.Reshape((shape[0], 1), name="as_sequence")(x)
+    if len(shape) != 2:
+        raise ValueError(
+            f"{arch} reads sequences of shape (steps, channels) or (steps,), got {shape}; "
+            "use cnn2d for images"
+        )
+    return x
 
 
 def category_lookup(kind: dict, name: str):
@@ -40,9 +85,12 @@ def category_lookup(kind: dict, name: str):
     )
 
 
-def normalization(fitted: dict) -> keras.layers.Normalization:
+def normalization(fitted: dict):
     """(x - mean) / sqrt(variance) per input value: Keras' own layer with the statistics of
-    the training split, which stock Keras rebuilds from the saved model's config."""
+    the training split, which stock Keras rebuilds from the saved model's config. Pixels
+    (`how: rescale`) are only scaled, x * scale, by Keras' Rescaling."""
+    if fitted["how"] == "rescale":
+        return keras.layers.Rescaling(fitted["scale"], name="rescale")
     mean = np.asarray(fitted["mean"], dtype="float32")
     axes = tuple(range(1, mean.ndim + 1))  # one statistic per value of a sample
     variance = np.asarray(fitted["variance"], dtype="float32")

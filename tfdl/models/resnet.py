@@ -81,7 +81,7 @@ def build_resnet(
     changes the width. `residual=False` builds the same net without skips (the plain net
     the lecture compares against). `augment` applies to images only.
     """
-    dims = 2 if len(spec.input_shape) == 3 else 1
+    dims = 2 if len(spec.body_shape) == 3 else 1
     if dims == 2:
         inputs, x = inputs_for(spec)
         layers = augmentation(augment)

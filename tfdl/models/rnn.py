@@ -8,8 +8,8 @@ differ only in the cell: vanilla RNN, LSTM or GRU.
 import keras
 
 from tfdl.layers import SimpleRNNCellScratch
+from tfdl.models.heads import as_sequence, inputs_for, output_head
 from tfdl.models.heads import dropout as dropout_layer
-from tfdl.models.heads import inputs_for, output_head
 
 
 def _sequence_classifier(
@@ -21,10 +21,8 @@ def _sequence_classifier(
     the last returns the whole sequence h_1..h_T so the next layer has one input per step
     (a deep RNN); the last returns only h_T (many-to-one).
     """
-    inputs, x = inputs_for(spec)
-    if len(spec.input_shape) == 1:
-        # A flat vector of T values is read as T time steps of one feature each.
-        x = keras.layers.Reshape((spec.input_shape[0], 1), name="as_sequence")(x)
+    inputs, x = inputs_for(spec, masked=True)  # the steps after a text's end are skipped
+    x = as_sequence(x, name)
     for i, width in enumerate(units):
         last = i == len(units) - 1
         layer = make_layer(width, not last, f"{name}_{i}")

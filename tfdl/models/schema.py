@@ -6,6 +6,7 @@ pipeline never imports Keras; the builder's keyword defaults equal the class's d
 line of a class's docstring is what `tfdl list` shows.
 """
 
+import math
 from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
@@ -48,6 +49,12 @@ class ArchConfig(StrictModel):
     def output_activation(self) -> str | None:
         """The output non-linearity when it is not the task's own (sigmoid/softmax/linear)."""
         return None
+
+    @property
+    def downsampling(self) -> int:
+        """By how much the net shrinks each side of an image before its head: an image
+        smaller than this has nothing left for its last blocks to look at."""
+        return 1
 
 
 class Augmentation(StrictModel):
@@ -142,6 +149,13 @@ class CNN2D(_ConvStack):
     builder: ClassVar[str] = "cnn:build_cnn2d"
     augment: Augmentation | None = None
 
+    @property
+    def downsampling(self) -> int:
+        n = len(self.filters)
+        strides = self.strides if isinstance(self.strides, list) else [self.strides] * n
+        pool = 1 if self.pool == "none" else self.pool_size
+        return math.prod(s * pool for s in strides)
+
 
 class CNN1D(_ConvStack):
     """1-D CNN for sequences (DNA, text, music, MNIST-1D): the same blocks along time."""
@@ -163,6 +177,10 @@ class ResNet(ArchConfig):
     residual: bool = True  # false: the same net without skips, the plain-net comparison
     dropout: Rate = 0.0
     augment: Augmentation | None = None  # 2-D inputs only
+
+    @property
+    def downsampling(self) -> int:
+        return 2 ** (len(self.stages) - 1)
 
 
 # -------------------------------------------------------------- lecture 2: recurrent networks

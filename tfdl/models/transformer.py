@@ -193,14 +193,14 @@ def build_transformer_encoder(
     _check(d_model, num_heads, impl)
     if pooling not in ("mean", "cls"):
         raise ValueError(f"pooling={pooling!r}; allowed: mean, cls")
-    steps, features = spec.input_shape[0], math.prod(spec.input_shape[1:])
+    inputs, x = inputs_for(spec)
+    steps, features = x.shape[1], math.prod(x.shape[2:])
     if steps % patch_size:
         raise ValueError(
             f"patch_size={patch_size} does not divide the input's {steps} steps; "
             f"use a divisor of {steps}"
         )
     tokens = steps // patch_size
-    inputs, x = inputs_for(spec)
     x = keras.layers.Reshape((tokens, patch_size * features), name="patches")(x)
     x = keras.layers.Dense(d_model, name="patch_embedding")(x)
     if pooling == "cls":

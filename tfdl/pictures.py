@@ -50,7 +50,7 @@ def run_pictures(model, cfg, splits, history, out_dir: Path, *, seed: int = 0) -
     ]
     if spec.task in ("binary", "multiclass"):
         jobs.append(("confusion matrix", lambda: confusion_matrix(model, splits, out_dir)))
-        if tuple(spec.input_shape) == (2,) and not spec.categorical:
+        if tuple(spec.input_shape) == (2,) and not spec.table and not spec.stream:
             jobs.append(("decision boundary", lambda: decision_boundary(model, splits, out_dir)))
     if spec.task == "language_model":
         jobs.append(("sample", lambda: language_sample(model, spec, out_dir, seed)))
@@ -181,14 +181,15 @@ def decision_boundary(model, splits, out_dir: Path) -> list[Path]:
 def _predict(model, x, spec=None, chunk: int = 1024) -> np.ndarray:
     """The model's outputs, called directly in chunks: for a one-off pass this is faster
     than `predict` or `predict_on_batch`, which first trace a graph. Rows of a streamed
-    source (`spec.stream`) are read from their files a chunk at a time."""
-    from tfdl.data.pipeline import inputs_of
+    source (`spec.stream`) are read from their files as tf.data streams them."""
+    if spec is not None and spec.stream:
+        from tfdl.data.pipeline import predict_rows
 
+        return predict_rows(model, spec, x)
     n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-    parts = []
-    for i in range(0, n, chunk):
-        rows = take(x, slice(i, i + chunk))
-        parts.append(np.asarray(model(inputs_of(spec, rows) if spec else rows, training=False)))
+    parts = [
+        np.asarray(model(take(x, slice(i, i + chunk)), training=False)) for i in range(0, n, chunk)
+    ]
     return np.concatenate(parts)
 
 

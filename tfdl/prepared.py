@@ -82,7 +82,7 @@ def prepare(cfg, path: str | None = None, splits: Splits | None = None) -> Prepa
 
 def _check_image_size(cfg, spec: DataSpec) -> None:
     """Images a model would shrink to nothing before its last blocks are refused."""
-    if not spec.stream:
+    if not spec.stream or spec.stream["kind"] != "images":
         return
     need = cfg.model.downsampling
     if min(spec.stream["image_size"]) < need:

@@ -55,8 +55,7 @@ def split_dataset(
     if splits.spec.stream:
         kw = dict(batch_size=batch_size, training=training, seed=seed, repeat=repeat)
         num_classes = splits.spec.num_classes if one_hot else None
-        y = labels_for(y, splits.spec.task)
-        return image_stream(x, y, splits.spec.stream, num_classes=num_classes, **kw)
+        return streamed(splits.spec, x, labels_for(y, splits.spec.task), num_classes, **kw)
     if isinstance(x, dict) and splits.spec.table:  # a table: its numbers, its categories, text
         x = {**x, "features": x["features"].astype("float32")}
     elif splits.spec.input_dtype == "float32":  # else token ids
@@ -80,9 +79,37 @@ def probe_batch(splits, size: int, one_hot: bool = False):
     return next(iter(ds))
 
 
-# --- images streamed from their files -----------------------------------------------------
+# --- sources streamed from their files -------------------------------------------------------
 
-SHUFFLE_BUFFER = 4096  # decoded images held for shuffling when a cache fixes their order
+SHUFFLE_BUFFER = 4096  # rows held for shuffling where the whole split cannot be
+
+
+def streamed(spec, rows, y, num_classes, *, batch_size, training, seed, repeat):
+    """A split of a streamed source: its rows read from the files as batches are drawn,
+    then (cached) -> (shuffled) -> batched -> prefetched. Images are decoded in parallel;
+    a cache keeps what was read after the first pass, in memory or in a file on disk."""
+    stream, cache = spec.stream, spec.stream.get("cache", "none")
+    shuffled = training and cache == "none" and stream["kind"] == "images"
+    if stream["kind"] == "images":
+        # File names are small: all of them are shuffled before any image is read.
+        ds = tf.data.Dataset.from_tensor_slices((np.asarray(rows, dtype=str), y))
+        if shuffled:
+            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(
+            lambda path, label: (read_image(path, stream), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        ds = tf.data.Dataset.zip((csv_rows(spec, rows), tf.data.Dataset.from_tensor_slices(y)))
+    if num_classes:
+        ds = ds.map(lambda x, label: (x, tf.one_hot(label, num_classes)))
+    if cache != "none":
+        ds = ds.cache() if cache == "memory" else ds.cache(cache_file())
+    if training and not shuffled:  # the file's order, shuffled within a buffer
+        ds = ds.shuffle(min(len(y), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
 
 
 def read_image(path, stream: dict):
@@ -95,30 +122,40 @@ def read_image(path, stream: dict):
     return tf.ensure_shape(image, (*stream["image_size"], stream["channels"]))
 
 
-def image_stream(paths, y, stream: dict, *, batch_size, training, seed, num_classes, repeat):
-    """Files -> (shuffled) -> decoded in parallel -> (cached) -> batches -> prefetch.
+DEFAULTS = {"float32": np.nan, "int64": np.int64(0), "string": ""}  # an empty cell's value
 
-    Without a cache the file names are shuffled (all of them: they are small) before any
-    image is read, so only a few batches of pixels are ever in memory. A cache keeps the
-    decoded images after the first pass, in memory or in a file on disk; the order is
-    then shuffled after it, within `SHUFFLE_BUFFER` images.
-    """
-    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=str), y))
-    cache = stream.get("cache", "none")
-    if training and cache == "none":
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
 
-    def decode(path, label):
-        label = tf.one_hot(label, num_classes) if num_classes else label
-        return read_image(path, stream), label
+def csv_rows(spec, rows):
+    """The given rows (in file order) of a streamed CSV as model inputs, parsed by
+    tf.data's CSV reader: the file is read from the start each pass, and rows of other
+    splits are skipped by their numbers."""
+    columns = spec.stream["columns"]
+    defaults = [tf.constant([DEFAULTS[dtype]], dtype=dtype) for _, _, dtype, _ in columns]
+    lines = tf.data.experimental.CsvDataset(
+        spec.stream["path"], defaults, header=True, select_cols=[c[1] for c in columns]
+    )
+    member = np.zeros(spec.stream["rows"], dtype=bool)
+    member[np.asarray(rows, dtype=np.int64)] = True
+    member = tf.constant(member)
+    names = [c[0] for c in columns]
+    position = {name: names.index(name) for name in names}
 
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache != "none":
-        ds = ds.cache() if cache == "memory" else ds.cache(cache_file())
-        if training:
-            ds = ds.shuffle(min(len(y), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
+    def inputs(_, values):
+        if spec.input_dtype == "string":  # the text alone
+            return values[position[spec.feature_names[0]]]
+        numbers = tf.stack([values[position[n]] for n in spec.feature_names], axis=-1)
+        if not spec.table:
+            return numbers
+        x = {"features": numbers}
+        for name in names:
+            if name not in spec.feature_names:
+                x[name] = values[position[name]]
+        return x
+
+    ds = lines.enumerate().filter(lambda i, _: member[i])
+    # The count is known: Keras then sizes the epoch (and its progress bar) from the start.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(rows)))
+    return ds.map(inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 _cache_dir: list[str] = []
@@ -133,8 +170,21 @@ def cache_file() -> str:
 
 
 def inputs_of(spec, x):
-    """Model inputs for the rows `x` of a split: the rows themselves, or for a streamed
-    source the files they name, read (for a few rows: a sample, a chunk to predict)."""
+    """Model inputs for a few rows `x` of a split (a sample, a check): the rows
+    themselves, or for a streamed source what they name, read from the files."""
     if not spec.stream:
         return x
+    if spec.stream["kind"] == "csv":
+        from tfdl.data.csv_stream import read_rows
+
+        return read_rows(spec, x)
     return np.stack([read_image(p, spec.stream).numpy() for p in np.asarray(x, dtype=str)])
+
+
+def predict_rows(model, spec, x, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for rows `x` of a streamed split, read batch by batch."""
+    y = np.zeros(len(x), dtype=np.int64)  # unused: the stream pairs inputs with labels
+    ds = streamed(
+        spec, x, y, None, batch_size=batch_size, training=False, seed=0, repeat=False
+    ).map(lambda inputs, _: inputs)
+    return np.asarray(model.predict(ds, verbose=0))

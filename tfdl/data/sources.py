@@ -27,7 +27,7 @@ from tfdl.data.schema import (
     Spirals,
     Wine,
 )
-from tfdl.data.spec import Arrays, DataSpec
+from tfdl.data.spec import Arrays, DataSpec, Splits
 from tfdl.errors import ConfigError
 
 RED_GREEN = ("red", "green")
@@ -167,12 +167,13 @@ def _listing(names, limit: int = MAX_LISTED) -> str:
     return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _read_csv(path: str) -> pd.DataFrame:
+def read_csv(path: str, nrows: int | None = None) -> pd.DataFrame:
+    """The file as a frame (its first `nrows` rows), or one line saying why it cannot be."""
     if not Path(path).is_file():
         problem = f"{path} is not a file" if Path(path).exists() else f"no such file: {path}"
         raise ConfigError("data.path", problem, "a path to an existing CSV file")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, nrows=nrows)
     except pd.errors.EmptyDataError:
         raise ConfigError("data.path", f"{path} is empty", "a CSV file with a header") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
@@ -187,7 +188,7 @@ def _read_csv(path: str) -> pd.DataFrame:
     return frame
 
 
-def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
+def check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
     if cfg.target not in frame.columns:
         raise ConfigError(
             "data.target", f"no column {cfg.target!r} in {cfg.path}", _listing(frame.columns)
@@ -207,16 +208,11 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
         raise ConfigError(
             "data.path", f"{cfg.path} has no numeric columns besides {what}", "feature columns"
         )
-    if frame[cfg.target].isna().any():
-        raise ConfigError(
-            "data.target",
-            f"missing values in {cfg.target!r} of {cfg.path}, {_cells(frame[[cfg.target]])}",
-            "a target in every row (drop the rows without one)",
-        )
+    check_target_present(frame[cfg.target], cfg)
     if cfg.fill_missing == "none" and features.isna().any().any():
         raise ConfigError(
             "data.path",
-            f"missing values in {cfg.path}, {_cells(features)}",
+            f"missing values in {cfg.path}, {cells(features)}",
             "data.fill_missing: mean or zero, or a CSV without empty cells",
         )
     words = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
@@ -229,12 +225,22 @@ def _check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:
     return features
 
 
-def _cells(frame: pd.DataFrame) -> str:
+def check_target_present(column: pd.Series, cfg: Csv) -> None:
+    if column.isna().any():
+        raise ConfigError(
+            "data.target",
+            f"missing values in {cfg.target!r} of {cfg.path}, {cells(column.to_frame())}",
+            "a target in every row (drop the rows without one)",
+        )
+
+
+def cells(frame: pd.DataFrame) -> str:
     """Where the first empty cell is, as a user finds it: "column 'b', line 9 (3 more)"."""
     rows, cols = np.nonzero(frame.isna().to_numpy())
     more = f" ({len(rows) - 1} more)" if len(rows) > 1 else ""
-    # Line numbers count the header line, as an editor shows them.
-    return f"column {frame.columns[cols[0]]!r}, line {rows[0] + 2}{more}"
+    # Line numbers count the header line, as an editor shows them; a chunk of a streamed
+    # file keeps its rows' numbers in the index.
+    return f"column {frame.columns[cols[0]]!r}, line {frame.index[rows[0]] + 2}{more}"
 
 
 def _csv_task(column: pd.Series, cfg: Csv) -> str:
@@ -256,8 +262,12 @@ def _csv_task(column: pd.Series, cfg: Csv) -> str:
     return "regression"
 
 
-def load_csv(cfg: Csv, seed: int) -> Arrays:
-    frame = _read_csv(cfg.path)
+def load_csv(cfg: Csv, seed: int) -> Arrays | Splits:
+    from tfdl.data import csv_stream
+
+    if csv_stream.streams(cfg):  # too large to hold: checked in chunks, streamed by tf.data
+        return csv_stream.load_streamed(cfg, seed)
+    frame = read_csv(cfg.path)
     arrays = _load_table(frame, cfg)
     if cfg.text and arrays.x.shape[1] == 0:  # the text column is the whole input
         spec = replace(arrays.spec, input_shape=(), input_dtype="string", feature_names=(cfg.text,))
@@ -282,7 +292,7 @@ def _with_columns(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
         if column.isna().any():
             raise ConfigError(
                 "data.categorical",
-                f"missing values in {cfg.path}, {_cells(frame[[name]])}",
+                f"missing values in {cfg.path}, {cells(frame[[name]])}",
                 "a category in every row (an empty string counts as one)",
             )
         if pd.api.types.is_integer_dtype(column):
@@ -294,24 +304,35 @@ def _with_columns(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
 
 
 def _load_table(frame: pd.DataFrame, cfg: Csv) -> Arrays:
-    features = _check_features(frame, cfg)
+    features = check_features(frame, cfg)
     x = features.to_numpy(dtype=np.float64)
-    if np.isinf(x).any():  # gaps (NaN) were refused or are filled; infinities never
-        bad = features.columns[np.isinf(x).any(axis=0)]
+    check_finite(x, features.columns, cfg)
+    y, task, names = read_target(frame[cfg.target], cfg)
+    if task == "regression":
+        return _regression(x, y, features.columns)
+    return _classification(x, y, names, features.columns, task)
+
+
+def check_finite(x: np.ndarray, columns, cfg: Csv) -> None:
+    """Gaps (NaN) were refused or are filled; infinities never."""
+    if np.isinf(x).any():
+        bad = columns[np.isinf(x).any(axis=0)]
         raise ConfigError(
             "data.path",
             f"infinite values in {cfg.path}, columns: {_listing(bad)}",
             "finite numbers",
         )
-    column = frame[cfg.target]
+
+
+def read_target(column: pd.Series, cfg: Csv) -> tuple[np.ndarray, str, tuple]:
+    """(labels, task, class names) of the target column: class ids numbered in sorted
+    order of the original labels (strings, booleans and numbers alike), or the values."""
     task = _csv_task(column, cfg)
     if task == "regression":
         y = column.to_numpy(dtype=np.float64)
         if not np.isfinite(y).all():
             raise ConfigError("data.target", f"infinite values in {cfg.target!r}", "finite numbers")
-        return _regression(x, y, features.columns)
-
-    # Strings, booleans and numbers alike: numbered in sorted order of the original labels.
+        return y, task, ()
     labels = column if pd.api.types.is_numeric_dtype(column) else column.astype(str)
     encoder = LabelEncoder().fit(labels.to_numpy())
     k = len(encoder.classes_)
@@ -327,7 +348,7 @@ def _load_table(frame: pd.DataFrame, cfg: Csv) -> Arrays:
             f"target {cfg.target!r} has a single value, nothing to classify",
             "a column with at least 2 distinct values",
         )
-    y = encoder.transform(labels.to_numpy())
     # An explicit `task: multiclass` keeps a softmax output even for two classes.
     explicit = cfg.task if cfg.task in ("binary", "multiclass") else None
-    return _classification(x, y, encoder.classes_, features.columns, explicit)
+    task = explicit or ("binary" if k == 2 else "multiclass")
+    return encoder.transform(labels.to_numpy()), task, tuple(encoder.classes_)

@@ -107,7 +107,8 @@ def fit_text(texts: np.ndarray, cfg) -> dict:
     import keras  # loads TensorFlow: only a text source gets here
 
     layer = keras.layers.TextVectorization(max_tokens=cfg.max_tokens)
-    layer.adapt(np.asarray(texts, dtype=object).astype(str))
+    streamed = hasattr(texts, "element_spec")  # a tf.data stream of a file too large to hold
+    layer.adapt(texts if streamed else np.asarray(texts, dtype=object).astype(str))
     # The first two entries, padding "" and "[UNK]", come back with the layer itself.
     vocabulary = [str(w) for w in layer.get_vocabulary()[2:]]
     settings = ("max_tokens", "sequence_length", "embedding_dim")
@@ -142,12 +143,15 @@ def fit_normalizer(x_train: np.ndarray, how: str) -> dict | None:
     squared). A value constant in training is only centred, as scikit-learn does."""
     if how == "none":
         return None
-    scaler = SCALERS[how]().fit(_flat(x_train))
+    return keras_statistics(SCALERS[how]().fit(_flat(x_train)), how, x_train.shape[1:])
+
+
+def keras_statistics(scaler, how: str, shape) -> dict:
+    """A fitted scikit-learn scaler as Normalization's mean and variance of `shape`."""
     if how == "standard":
         centre, spread = scaler.mean_, scaler.scale_
     else:  # x' = x * scale_ + min_, with scale_ = 1 / range (1 where the range is 0)
         centre, spread = scaler.data_min_, 1.0 / scaler.scale_
-    shape = x_train.shape[1:]
     return {
         "how": how,
         "mean": centre.reshape(shape).tolist(),

@@ -7,6 +7,7 @@ import concurrent.futures
 import hashlib
 import io
 import json
+import os
 import secrets
 import subprocess
 import tempfile
@@ -111,15 +112,27 @@ def log_datasets(run_id: str, prepared) -> None:
     else:
         source, name = CodeDatasetSource({"tfdl.source": data.source}), data.source
     inputs = []
+    # A streamed split holds file names or row numbers: the files' sizes and times count too.
+    stamp = _file_stamps(s.spec.stream, s.x_train, s.x_val, s.x_test)
     for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
         x, y = getattr(s, f"x_{split}"), getattr(s, f"y_{split}")
-        dataset = from_numpy(x, targets=y, source=source, name=name, digest=_digest(x, y))
+        digest = _digest(x, y, *stamp)
+        dataset = from_numpy(x, targets=y, source=source, name=name, digest=digest)
         tags = [InputTag("mlflow.data.context", context)]
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
     # MLflow's sqlite store adds a data set it has not seen check-then-insert: runs of one
     # data set starting together would all insert it, and all but one fail.
     with shared(tracking_uri()):
         client().log_inputs(run_id, datasets=inputs)
+
+
+def _file_stamps(stream: dict | None, *splits) -> list[np.ndarray]:
+    """(size, modification time) of each file a streamed source reads."""
+    if not stream:
+        return []
+    files = [stream["path"]] if stream["kind"] == "csv" else [f for s in splits for f in s]
+    stats = [os.stat(f) for f in files]
+    return [np.array([(st.st_size, st.st_mtime_ns) for st in stats], dtype=np.int64)]
 
 
 def _digest(*arrays) -> str:

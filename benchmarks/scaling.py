@@ -9,7 +9,7 @@ CSV of 20 numeric columns (`csv`, `streaming: on`), both with `cache: none`. At 
   fixed cost that would make the small sizes look slow; its rate is kept as well). A run
   has enough epochs for about TIMED_SAMPLES samples to be timed, at least MIN_TIMED
   epochs: one epoch of a thousand samples lasts a fraction of a second, and alone it
-  varied threefold from run to run on a shared 2-core machine.
+  varied nearly threefold from run to run on a shared 2-core machine.
 - the peak RSS of the process: over the whole run (loading, fit, test, pictures, MLflow)
   and at the end of fit.
 
@@ -23,8 +23,8 @@ temporary folder (not timed) and deleted after their point.
 The goals, reported and not asserted: samples/s flat within 20% across sizes (fastest
 over slowest <= 1.2), and the peak RSS not growing with the data: `cache: none` keeps
 none of it, so the growth from the smallest size to the largest should stay within a
-budget: a tenth of what the largest data set takes decoded (float32), the per-sample
-bookkeeping (file names, split indices), and at least NOISE_MIB, the run-to-run spread.
+budget: a tenth of what the largest data set takes decoded (float32), room for what is
+kept per sample (file names, split indices), and at least NOISE_MIB, the run-to-run spread.
 
     TFDL_BENCH_SIZES=1000,3000 python -m benchmarks.run scaling   # other sizes, e.g. quick
 """

@@ -5,6 +5,7 @@ Every case must end with exit code 2 and a single line on stderr,
 leave the MLflow store as it found it: no run, no experiment, no artifact folder.
 """
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,37 @@ def abc_case(id, field, allowed, corpus, *overrides, problem=None) -> Case:
 
 
 SPACE = {"model.dropout": {"type": "float", "min": 0.0, "max": 0.5, "step": 0.25}}
+
+
+def png(size=(12, 12)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = png()
+FOLDER = {"source": "image_folder", "path": "{tmp}/pictures", "image_size": [8, 8]}
+SMALL_CNN = {"arch": "cnn2d", "filters": [4], "dense_units": [4]}
+
+
+def folder_case(id, field, allowed, files, problem=None, **data) -> Case:
+    """`tfdl train` on an image folder laid out by `files` (names under pictures/)."""
+    pipeline = {**TINY, "data": {**FOLDER, **data}, "model": SMALL_CNN}
+    files = {f"pictures/{name}": content for name, content in files.items()}
+    return train(id, field, allowed, pipeline=pipeline, files=files, problem=problem)
+
+
+TWO_CLASSES = {"a/1.png": PNG, "b/1.png": PNG}
+SPLITTABLE = {f"{c}/{i}.png": PNG for c in "ab" for i in range(6)}  # enough for 3 splits
+TEXTS = {"source": "text_folder", "path": "{tmp}/texts", "sequence_length": 4}
+
+
+def text_case(id, field, allowed, files, problem=None, **data) -> Case:
+    pipeline = {**TINY, "data": {**TEXTS, **data}, "model": {"arch": "lstm", "units": [4]}}
+    files = {f"texts/{name}": content for name, content in files.items()}
+    return train(id, field, allowed, pipeline=pipeline, files=files, problem=problem)
 
 
 def tune(id, field, allowed, problem=None, store="fresh", **job) -> Case:
@@ -386,6 +418,76 @@ CASES = [
     tune("search-pipeline-missing", "pipeline", "a pipeline YAML file", pipeline="nowhere.yaml"),
     tune("objective-not-logged", "objective.metric", "val_accuracy", objective={"metric": "f1"}),
     tune("zero-trials", "max_trials", "> 0", max_trials=0),
+    # --- image folders, text folders, text columns, the Keras text sets
+    folder_case("folder-missing", "data.path", "one subfolder of images per class", {}),
+    folder_case("folder-no-classes", "data.path", "2 or more", {".keep": "x"}, "no subfolders"),
+    folder_case("folder-one-class", "data.path", "2 or more", {"a/1.png": PNG}, "only 'a'"),
+    folder_case(
+        "folder-not-an-image", "data.path", "files only", {**TWO_CLASSES, "b/n.txt": "hi"}, "n.txt"
+    ),
+    folder_case(
+        "folder-broken-image", "data.path", "png", {**TWO_CLASSES, "b/2.png": "no"}, "2.png is not"
+    ),
+    folder_case("folder-empty-class", "data.path", "images in it", {"a/1.png": PNG, "b/.k": "x"}),
+    folder_case("folder-unknown-class", "data.classes", "a, b", TWO_CLASSES, classes=["a", "c"]),
+    folder_case("images-too-small", "data.image_size", "at least 2", SPLITTABLE, image_size=[1, 8]),
+    folder_case("image-size-zero", "data.image_size[0]", ">= 1", TWO_CLASSES, image_size=[0, 8]),
+    folder_case(
+        "colour-mode", "data.color_mode", "grayscale, rgb, rgba", TWO_CLASSES, color_mode="cmyk"
+    ),
+    folder_case("folder-cache", "data.cache", "none, memory, disk", TWO_CLASSES, cache="ssd"),
+    text_case(
+        "text-not-utf8",
+        "data.path",
+        "UTF-8",
+        {"neg/1.txt": "bad", "pos/1.txt": "très bien".encode("latin-1")},
+        "pos/1.txt is not UTF-8",
+    ),
+    text_case("text-one-class", "data.path", "2 or more", {"neg/1.txt": "bad"}),
+    text_case("text-zero-length", "data.sequence_length", ">= 1", {}, sequence_length=0),
+    train(
+        "csv-text-missing",
+        "data.text",
+        "a, b",
+        pipeline={**TINY, "data": {**csv_pipeline()["data"], "text": "review"}},
+        files={"data.csv": GOOD_CSV},
+        problem="no column 'review'",
+    ),
+    train(
+        "csv-text-twice",
+        "data",
+        None,
+        pipeline={**TINY, "data": {**csv_pipeline()["data"], "text": "a", "categorical": ["a"]}},
+        files={"data.csv": GOOD_CSV},
+        problem="named twice",
+    ),
+    train(
+        "imdb-file-missing",
+        "data.path",
+        None,
+        "data.path={tmp}/imdb.npz",
+        pipeline={**TINY, "data": {"source": "imdb"}, "model": {"arch": "lstm"}},
+        problem="imdb.npz",
+    ),
+    Case(
+        "example-data-not-empty",
+        ("make-example-data", "shapes", "{tmp}"),
+        "tfdl make-example-data FOLDER",
+        "a new or empty folder",
+        {"other.txt": "x"},
+    ),
+    Case(
+        "example-data-size",
+        ("make-example-data", "shapes", "{tmp}/new", "--size", "2"),
+        "--size",
+        "8 to 1024",
+    ),
+    Case(
+        "example-data-seed",
+        ("make-example-data", "shapes", "{tmp}/new", "--seed", "-3"),
+        "--seed",
+        "0 to",
+    ),
     # --- stores that cannot take a run (the pipeline and the search are valid)
     train("store-under-a-file", TRACKING_URI, WRITABLE, store="under-a-file"),
     train("store-is-a-folder", TRACKING_URI, WRITABLE, store="db-is-a-folder"),
@@ -446,6 +548,10 @@ def fill(text: str, tmp: Path) -> str:
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     for name, content in case.files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):  # a picture, a file in another encoding
+            (tmp_path / name).write_bytes(content)
+            continue
         text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
         (tmp_path / name).write_text(fill(text, tmp_path))
     folder = tmp_path / "store"

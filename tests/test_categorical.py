@@ -44,7 +44,11 @@ def test_each_category_column_is_an_input_with_the_training_split_s_values(tmp_p
     assert s.x_train["features"].shape[1:] == (1,) and s.spec.feature_names == ("a",)
     assert s.x_train["colour"].dtype == object and s.x_train["size"].dtype == np.int64
     colour, size = s.spec.categorical["colour"], s.spec.categorical["size"]
-    assert colour == {"dtype": "string", "vocabulary": sorted(set(s.x_train["colour"]))}
+    assert colour == {
+        "dtype": "string",
+        "encoding": "one_hot",
+        "vocabulary": sorted(set(s.x_train["colour"])),
+    }
     assert size["dtype"] == "int64" and size["vocabulary"] == sorted(set(s.x_train["size"]))
 
 
@@ -106,3 +110,25 @@ def test_a_run_on_a_table_with_categories_serves_unseen_values(store, tmp_path):
         main(["predict", "--run-id", result.run_id, "--input", str(csv), "--output", str(out)]) == 0
     )
     np.testing.assert_allclose(pd.read_csv(out)["p_1"], served, rtol=1e-5)
+
+
+def test_embedded_categories_are_a_learned_vector_per_value_and_one_for_the_unseen(tmp_path):
+    import keras
+
+    from tfdl.models import build_model
+
+    fields = {**CATEGORIES, "category_encoding": "embedding", "category_embedding_dim": 3}
+    cfg = validate({**TINY, "data": data(table(tmp_path), **fields)})
+    s = load_splits(cfg.data, 0)
+    assert s.spec.categorical["colour"]["encoding"] == "embedding"
+    model = build_model(cfg.model, s.spec)
+    colour = model.get_layer("lookup_0")
+    table_ = colour.get_layer("lookup_0_embedding").get_weights()[0]
+    assert table_.shape == (4, 3)  # blue, green, red and the unseen
+    got = np.asarray(colour(np.array(["red", "purple", "orange"], dtype=object)))
+    np.testing.assert_allclose(
+        got[0], table_[1 + s.spec.categorical["colour"]["vocabulary"].index("red")]
+    )
+    np.testing.assert_allclose(got[1], table_[0])  # every unseen value shares slot 0
+    np.testing.assert_allclose(got[2], table_[0])
+    assert isinstance(colour.layers[0], keras.layers.StringLookup)

@@ -44,7 +44,7 @@ def build(p: Prepared) -> keras.Model:
         model = build_model(cfg.model, p.spec)
     except ValueError as err:  # e.g. a layer that cannot take this input shape
         raise ConfigError(
-            "model", f"cannot build {cfg.model.arch} for input shape {p.spec.input_shape}: {err}"
+            "model", f"cannot build {cfg.model.arch} for input shape {p.spec.body_shape}: {err}"
         ) from None
     if cfg.callbacks.dropout_schedule is not None and not dropout_layers(model):
         raise ConfigError(

@@ -191,6 +191,11 @@ class Csv(SourceConfig, _TextSettings):
     # Columns of categories (strings or integers): looked up inside the model against the
     # training split's values, one-hot, an unseen value in a bucket of its own.
     categorical: list[str] = Field(default_factory=list)
+    # How the model reads a category: a one-hot vector (one slot per value seen in
+    # training), or a learned vector of `category_embedding_dim` values (for columns with
+    # many values, where one-hot would be wide and sparse).
+    category_encoding: Literal["one_hot", "embedding"] = "one_hot"
+    category_embedding_dim: Annotated[int, Field(ge=1, le=1024)] = 8
     # A column of free text, vectorised inside the model (the text settings above).
     text: str | None = None
     # Files above `stream_above_mb` are read in chunks and streamed from disk by tf.data

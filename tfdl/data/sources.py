@@ -296,11 +296,19 @@ def _with_columns(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
                 "a category in every row (an empty string counts as one)",
             )
         if pd.api.types.is_integer_dtype(column):
-            x[name], kinds[name] = column.to_numpy(np.int64), {"dtype": "int64"}
+            x[name], kinds[name] = column.to_numpy(np.int64), category_kind("int64", cfg)
         else:
-            x[name], kinds[name] = column.astype(str).to_numpy(object), {"dtype": "string"}
+            x[name], kinds[name] = column.astype(str).to_numpy(object), category_kind("string", cfg)
     spec = replace(arrays.spec, categorical=kinds or None, text=text)
     return Arrays(x=x, y=arrays.y, spec=spec)
+
+
+def category_kind(dtype: str, cfg: Csv) -> dict:
+    """How a category column enters the model: its values' type and their encoding."""
+    kind = {"dtype": dtype, "encoding": cfg.category_encoding}
+    if cfg.category_encoding == "embedding":
+        kind["embedding_dim"] = cfg.category_embedding_dim
+    return kind
 
 
 def _load_table(frame: pd.DataFrame, cfg: Csv) -> Arrays:

@@ -77,12 +77,18 @@ def as_sequence(x, arch: str):
 
 def category_lookup(kind: dict, name: str):
     """A category column one-hot over the training split's values, with one more slot
-    (the first) for any value it never saw: Keras' StringLookup or IntegerLookup."""
+    (the first) for any value it never saw: Keras' StringLookup or IntegerLookup. With
+    `encoding: embedding` the value's index picks a learned vector instead."""
     strings = kind["dtype"] == "string"
     lookup = keras.layers.StringLookup if strings else keras.layers.IntegerLookup
-    return lookup(
-        vocabulary=kind["vocabulary"], num_oov_indices=1, output_mode="one_hot", name=name
-    )
+    if kind.get("encoding", "one_hot") == "one_hot":
+        return lookup(
+            vocabulary=kind["vocabulary"], num_oov_indices=1, output_mode="one_hot", name=name
+        )
+    index = lookup(vocabulary=kind["vocabulary"], num_oov_indices=1, name=f"{name}_index")
+    size = len(kind["vocabulary"]) + 1  # the unseen values' index 0, then the vocabulary
+    vectors = keras.layers.Embedding(size, kind["embedding_dim"], name=f"{name}_embedding")
+    return keras.Sequential([index, vectors], name=name)
 
 
 def normalization(fitted: dict):

@@ -39,7 +39,7 @@ def test_a_signal_during_lr_find_kills_its_run_with_one_line(signum, tmp_path, w
         run = sweeping()
         time.sleep(0.2)
     assert run is not None, proc.communicate()[1]
-    time.sleep(2)  # well into the sweep's steps
+    time.sleep(8)  # well into the sweep's steps, its first compile done even on a busy machine
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     run_id = run.info.run_id
@@ -119,8 +119,9 @@ def test_every_command_runs_in_the_guard(monkeypatch, capsys):
         "compare": [],
         "list": [],
         "ui": [],
+        "make-example-data": ["shapes", "x"],
     }
-    names = {"lr-find": "_lr_find"}
+    names = {"lr-find": "_lr_find", "make-example-data": "_make_example_data"}
     for command, args in commands.items():
 
         def crash(args, command=command):

@@ -137,3 +137,28 @@ def test_a_run_serves_raw_pixels_from_a_png_file(store, shapes, tmp_path):
     header, row = out.stdout.splitlines()
     assert header == "prediction,p_circle,p_square,p_triangle"
     np.testing.assert_allclose([float(v) for v in row.split(",")[1:]], served[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["cnn2d", "resnet"])
+def test_both_image_architectures_learn_from_the_stream_augmented_in_training_only(shapes, arch):
+    from tfdl.training import build
+
+    model_cfg = {"arch": arch, "augment": {"flip": "horizontal"}}
+    if arch == "cnn2d":
+        model_cfg |= {"filters": [8, 16], "batch_norm": False, "dense_units": [16]}
+    else:
+        model_cfg |= {"stem_filters": 8, "stages": [8, 16], "blocks_per_stage": 1}
+    cfg = validate(
+        {**pipeline(shapes), "model": model_cfg, "train": {**TINY["train"], "batch_size": 8}}
+    )
+    p = prepare(cfg)
+    model = build(p)
+    x, _ = p.probe(16)
+    # Augmentation is random in training and the identity otherwise.
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+    augment = model.get_layer("augmentation")
+    assert not np.allclose(augment(x, training=True), x)
+    np.testing.assert_array_equal(augment(x, training=False), x)
+    # The training loss (batch norm's batch statistics: its running ones need more steps).
+    history = model.fit(p.dataset("train"), epochs=12, verbose=0, shuffle=False).history
+    assert history["loss"][-1] < 0.8 * history["loss"][0], history["loss"]

@@ -22,6 +22,22 @@ def store(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    """Keras's home is an empty folder, and the origin cannot be reached: the Keras data
+    sets are neither cached nor downloadable. Returns where Keras would cache them."""
+    from tfdl.data import keras_sets
+
+    home = tmp_path / "keras-home"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    config = sys.modules.get("keras.src.backend.config")
+    if config is not None:  # Keras already read its home
+        monkeypatch.setattr(config, "_KERAS_DIR", str(home))
+    monkeypatch.setattr(keras_sets, "reachable", lambda host: False)
+    return home / "datasets"
+
+
+@pytest.fixture
 def write_pipeline(tmp_path):
     """Write a pipeline mapping (or raw text) to a YAML file and return its path."""
 

@@ -280,19 +280,6 @@ def test_normaliser_is_fitted_on_the_training_split_only(tmp_path):
 # --- errors: one line, naming the setting and the file ------------------------------------------
 
 
-@pytest.fixture
-def empty_cache(tmp_path, monkeypatch):
-    """Keras's home is an empty folder, and the origin cannot be reached."""
-    home = tmp_path / "keras-home"
-    home.mkdir()
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    config = sys.modules.get("keras.src.backend.config")
-    if config is not None:  # Keras already read its home
-        monkeypatch.setattr(config, "_KERAS_DIR", str(home))
-    monkeypatch.setattr(keras_sets, "reachable", lambda host: False)
-    return home / "datasets"
-
-
 @pytest.mark.parametrize(
     "source, cached, copy",
     [
@@ -315,14 +302,15 @@ def test_offline_without_cache_is_one_line_naming_the_cache_and_data_path(
     )
 
 
-def test_offline_error_answers_without_tensorflow(tmp_path):
+@pytest.mark.parametrize("source, config", [("mnist", "Mnist"), ("imdb", "Imdb")])
+def test_offline_error_answers_without_tensorflow(tmp_path, source, config):
     code = (
         "import sys\n"
         "from tfdl.data import keras_sets\n"
-        "from tfdl.data.schema import Mnist\n"
+        f"from tfdl.data.schema import {config}\n"
         "keras_sets.reachable = lambda host: False\n"
         "try:\n"
-        "    keras_sets.load_mnist(Mnist(source='mnist'), 0)\n"
+        f"    keras_sets.load_{source}({config}(source='{source}'), 0)\n"
         "except Exception as err:\n"
         "    print(err)\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
@@ -333,7 +321,7 @@ def test_offline_error_answers_without_tensorflow(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(
-        f"error: data.path: mnist is not downloaded: no {tmp_path / 'datasets' / 'mnist.npz'}"
+        f"error: data.path: {source} is not downloaded: no {tmp_path / 'datasets' / source}.npz"
     )
 
 

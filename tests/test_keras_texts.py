@@ -6,8 +6,6 @@ would read is an empty folder (or holds those small files).
 
 import json
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -276,19 +274,6 @@ def test_max_samples_draws_from_the_training_part(tmp_path):
 # --- errors: one line, naming the setting and the file -------------------------------------------
 
 
-@pytest.fixture
-def empty_cache(tmp_path, monkeypatch):
-    """Keras's home is an empty folder, and the origin cannot be reached."""
-    home = tmp_path / "keras-home"
-    home.mkdir()
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    config = sys.modules.get("keras.src.backend.config")
-    if config is not None:  # Keras already read its home
-        monkeypatch.setattr(config, "_KERAS_DIR", str(home))
-    monkeypatch.setattr(keras_sets, "reachable", lambda host: False)
-    return home / "datasets"
-
-
 @pytest.mark.parametrize("source", ["imdb", "reuters"])
 def test_offline_without_cache_is_one_line_naming_the_files_and_data_path(source, empty_cache):
     with pytest.raises(ConfigError) as err:
@@ -329,28 +314,6 @@ def test_a_failed_download_is_one_line_naming_data_path(empty_cache, monkeypatch
     assert "403" in line and "data.path=/path/to/reuters.npz" in line
 
 
-def test_offline_error_answers_without_tensorflow(tmp_path):
-    code = (
-        "import sys\n"
-        "from tfdl.data import keras_sets\n"
-        "from tfdl.data.schema import Imdb\n"
-        "keras_sets.reachable = lambda host: False\n"
-        "try:\n"
-        "    keras_sets.load_imdb(Imdb(source='imdb'), 0)\n"
-        "except Exception as err:\n"
-        "    print(err)\n"
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
-    )
-    env = {"KERAS_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().startswith(
-        f"error: data.path: imdb is not downloaded: no {tmp_path / 'datasets' / 'imdb.npz'}"
-    )
-
-
 def _no_such_file(tmp_path):
     return "imdb", tmp_path / "nowhere.npz", "nowhere.npz"
 
@@ -366,34 +329,25 @@ def _no_word_index(tmp_path):
     return "reuters", path, "reuters_word_index.json"
 
 
-def _word_index_not_json(tmp_path):
-    path = write_imdb(tmp_path)
-    (tmp_path / "imdb_word_index.json").write_text("{'the': 1")
-    return "imdb", path, "imdb_word_index.json"
+def _word_index(name, source, text):
+    """A case named `name`: `source`'s files with its word index replaced by `text`."""
+
+    def case(tmp_path):
+        path = WRITERS[source](tmp_path)
+        (tmp_path / f"{source}_word_index.json").write_text(text)
+        return source, path, f"{source}_word_index.json"
+
+    case.__name__ = name
+    return case
 
 
-def _word_index_not_ranks(tmp_path):
-    path = write_imdb(tmp_path)
-    (tmp_path / "imdb_word_index.json").write_text(json.dumps({"the": "1", "a": 2}))
-    return "imdb", path, "imdb_word_index.json"
-
-
-def _word_index_a_list(tmp_path):
-    path = write_reuters(tmp_path)
-    (tmp_path / "reuters_word_index.json").write_text(json.dumps(["the", "a"]))
-    return "reuters", path, "reuters_word_index.json"
-
-
-def _word_index_empty(tmp_path):
-    path = write_reuters(tmp_path)
-    (tmp_path / "reuters_word_index.json").write_text("{}")
-    return "reuters", path, "reuters_word_index.json"
-
-
-def _word_index_huge_rank(tmp_path):
-    path = write_reuters(tmp_path)
-    (tmp_path / "reuters_word_index.json").write_text(json.dumps({"the": 1, "a": 10**30}))
-    return "reuters", path, "reuters_word_index.json"
+_word_index_not_json = _word_index("word_index_not_json", "imdb", "{'the': 1")
+_word_index_not_ranks = _word_index("word_index_not_ranks", "imdb", json.dumps({"the": "1"}))
+_word_index_a_list = _word_index("word_index_a_list", "reuters", json.dumps(["the", "a"]))
+_word_index_empty = _word_index("word_index_empty", "reuters", "{}")
+_word_index_huge_rank = _word_index(
+    "word_index_huge_rank", "reuters", json.dumps({"the": 1, "a": 10**30})
+)
 
 
 def _missing_key(tmp_path):

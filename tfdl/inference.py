@@ -119,8 +119,9 @@ def _text_column(file: Path, spec: DataSpec) -> np.ndarray:
     if not names and len(frame.columns) != 1:
         want = spec.feature_names[0] if spec.feature_names else "text"
         raise ConfigError("input", f"{file}: no column {want!r}", "the text column, or one column")
-    column = frame[names[0] if names else frame.columns[0]]
-    return column.fillna("").astype(str).to_numpy(object)
+    from tfdl.data.sources import texts_of
+
+    return texts_of(frame[names[0] if names else frame.columns[0]])
 
 
 def _table(file: Path, spec: DataSpec) -> dict:
@@ -139,16 +140,12 @@ def _table(file: Path, spec: DataSpec) -> dict:
     numbers = frame[list(spec.feature_names)]
     if not all(pd.api.types.is_numeric_dtype(t) for t in numbers.dtypes):
         raise ConfigError("input", f"{file}: non-numeric feature columns", "numbers there")
-    x = {"features": numbers.to_numpy(np.float32)}
-    if text:
-        x[text[0]] = frame[text[0]].fillna("").astype(str).to_numpy(object)
     for name, kind in (spec.categorical or {}).items():
-        column = frame[name]
-        if kind["dtype"] == "int64" and not pd.api.types.is_integer_dtype(column):
+        if kind["dtype"] == "int64" and not pd.api.types.is_integer_dtype(frame[name]):
             raise ConfigError("input", f"{file}: column {name!r} is not whole numbers", "integers")
-        strings = kind["dtype"] == "string"
-        x[name] = column.astype(str).to_numpy(object) if strings else column.to_numpy(np.int64)
-    return x
+    from tfdl.data.sources import table_inputs
+
+    return table_inputs(frame, spec)
 
 
 def scales_itself(model) -> bool:

@@ -1,8 +1,10 @@
 """The one place arrays become tf.data pipelines: model.fit and evaluate consume only these."""
 
 import atexit
+import os
 import shutil
 import tempfile
+import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -166,7 +168,7 @@ def cache_file() -> str:
     if not _cache_dir:
         _cache_dir.append(tempfile.mkdtemp(prefix="tfdl-cache-"))
         atexit.register(shutil.rmtree, _cache_dir[0], True)
-    return tempfile.mktemp(dir=_cache_dir[0])
+    return os.path.join(_cache_dir[0], uuid.uuid4().hex)
 
 
 def inputs_of(spec, x):

@@ -271,11 +271,11 @@ def load_csv(cfg: Csv, seed: int) -> Arrays | Splits:
     arrays = _load_table(frame, cfg)
     if cfg.text and arrays.x.shape[1] == 0:  # the text column is the whole input
         spec = replace(arrays.spec, input_shape=(), input_dtype="string", feature_names=(cfg.text,))
-        return Arrays(x=_texts(frame[cfg.text]), y=arrays.y, spec=spec)
+        return Arrays(x=texts_of(frame[cfg.text]), y=arrays.y, spec=spec)
     return _with_columns(arrays, frame, cfg) if cfg.categorical or cfg.text else arrays
 
 
-def _texts(column: pd.Series) -> np.ndarray:
+def texts_of(column: pd.Series) -> np.ndarray:
     """A text column as Python strings; an empty cell is an empty text."""
     return column.fillna("").astype(str).to_numpy(object)
 
@@ -283,10 +283,7 @@ def _texts(column: pd.Series) -> np.ndarray:
 def _with_columns(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
     """The numeric features as "features", each category column as an input of its own
     (integers stay integers, anything else is read as strings), the text column too."""
-    x, kinds = {"features": arrays.x}, {}
-    text = None
-    if cfg.text:
-        x[cfg.text], text = _texts(frame[cfg.text]), {"column": cfg.text}
+    kinds = {}
     for name in cfg.categorical:
         column = frame[name]
         if column.isna().any():
@@ -295,12 +292,30 @@ def _with_columns(arrays: Arrays, frame: pd.DataFrame, cfg: Csv) -> Arrays:
                 f"missing values in {cfg.path}, {cells(frame[[name]])}",
                 "a category in every row (an empty string counts as one)",
             )
-        if pd.api.types.is_integer_dtype(column):
-            x[name], kinds[name] = column.to_numpy(np.int64), category_kind("int64", cfg)
-        else:
-            x[name], kinds[name] = column.astype(str).to_numpy(object), category_kind("string", cfg)
+        dtype = "int64" if pd.api.types.is_integer_dtype(column) else "string"
+        kinds[name] = category_kind(dtype, cfg)
+    text = {"column": cfg.text} if cfg.text else None
     spec = replace(arrays.spec, categorical=kinds or None, text=text)
-    return Arrays(x=x, y=arrays.y, spec=spec)
+    return Arrays(x=table_inputs(frame, spec), y=arrays.y, spec=spec)
+
+
+def table_inputs(frame: pd.DataFrame, spec: DataSpec):
+    """A frame's columns as the model of `spec` takes them: its text alone (strings), its
+    numbers alone, or a table: the numbers as "features", each category column (integers,
+    or strings) and the text column as inputs of their own."""
+    if spec.input_dtype == "string":
+        return texts_of(frame[spec.feature_names[0]])
+    numbers = frame[list(spec.feature_names)].to_numpy(np.float32)
+    if not spec.table:
+        return numbers
+    inputs = {"features": numbers}
+    for name, kind in (spec.categorical or {}).items():
+        column = frame[name]
+        strings = kind["dtype"] == "string"
+        inputs[name] = column.astype(str).to_numpy(object) if strings else column.to_numpy(np.int64)
+    if spec.text:
+        inputs[spec.text["column"]] = texts_of(frame[spec.text["column"]])
+    return inputs
 
 
 def category_kind(dtype: str, cfg: Csv) -> dict:

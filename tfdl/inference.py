@@ -14,7 +14,6 @@ from tfdl.data.spec import SEQUENCE_TASKS, DataSpec
 from tfdl.errors import ConfigError
 
 SUFFIXES = (".csv", ".npy")
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
@@ -25,7 +24,7 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     file = Path(path)
     if spec.task in SEQUENCE_TASKS:
         raise ConfigError("input", f"a {spec.task} model writes text", "tfdl generate")
-    if spec.stream or spec.text and not spec.table:
+    if _images(spec) or spec.text and not spec.table:
         media = _media(file, spec)
         if media is not None:
             return media
@@ -60,8 +59,13 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
     return x
 
 
+def _images(spec: DataSpec) -> bool:
+    """A model of pictures (trained on an image folder): it also reads image files."""
+    return bool(spec.stream) and spec.stream["kind"] == "images"
+
+
 def _kinds(spec: DataSpec) -> str:
-    if spec.stream:
+    if _images(spec):
         return "an image file (bmp, gif, jpeg, png), a folder of them, or a .npy file"
     if spec.text and not spec.table:
         return "a .txt file, a folder of them, or a .csv file with the text column"
@@ -70,7 +74,9 @@ def _kinds(spec: DataSpec) -> str:
 
 def _media(file: Path, spec: DataSpec):
     """Images or texts from a file of that kind or a folder of them; None for another file."""
-    suffixes = IMAGE_SUFFIXES if spec.stream else (".txt",)
+    from tfdl.data.folders import IMAGE_SUFFIXES, read_text
+
+    suffixes = IMAGE_SUFFIXES if _images(spec) else (".txt",)
     if file.is_dir():
         files = sorted(f for f in file.iterdir() if f.suffix.lower() in suffixes)
         if not files:
@@ -83,10 +89,8 @@ def _media(file: Path, spec: DataSpec):
         files = [file]
     else:
         return None
-    if spec.stream:
+    if _images(spec):
         return np.stack([_pixels(f, spec) for f in files])
-    from tfdl.data.folders import read_text
-
     try:
         return np.asarray([read_text(f) for f in files], dtype=object)
     except ConfigError as err:

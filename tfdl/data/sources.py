@@ -167,18 +167,21 @@ def _listing(names, limit: int = MAX_LISTED) -> str:
     return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def read_csv(path: str, nrows: int | None = None) -> pd.DataFrame:
-    """The file as a frame (its first `nrows` rows), or one line saying why it cannot be."""
+CSV_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError)
+
+
+def read_csv(path: str, nrows: int | None = None, **options) -> pd.DataFrame:
+    """The file as a frame (its first `nrows` rows), or one line saying why it cannot be.
+    `options` go to pandas' reader."""
     if not Path(path).is_file():
         problem = f"{path} is not a file" if Path(path).exists() else f"no such file: {path}"
         raise ConfigError("data.path", problem, "a path to an existing CSV file")
     try:
-        frame = pd.read_csv(path, nrows=nrows)
+        frame = pd.read_csv(path, nrows=nrows, **options)
     except pd.errors.EmptyDataError:
         raise ConfigError("data.path", f"{path} is empty", "a CSV file with a header") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
-        problem = f"cannot read {path} as CSV: {str(err).splitlines()[0] if str(err) else err}"
-        raise ConfigError("data.path", problem, "a comma-separated file with a header") from None
+    except CSV_ERRORS as err:
+        raise csv_error(path, err) from None
     if len(frame) < MIN_CSV_ROWS:
         raise ConfigError(
             "data.path",
@@ -186,6 +189,12 @@ def read_csv(path: str, nrows: int | None = None) -> pd.DataFrame:
             f"at least {MIN_CSV_ROWS} rows",
         )
     return frame
+
+
+def csv_error(path: str, err: Exception) -> ConfigError:
+    """A file pandas could not parse, as one line."""
+    problem = f"cannot read {path} as CSV: {str(err).splitlines()[0] if str(err) else err}"
+    return ConfigError("data.path", problem, "a comma-separated file with a header")
 
 
 def check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:

@@ -2,7 +2,11 @@
 
 import subprocess
 
+import pytest
+
 from .conftest import PROJECT
+
+SHIPPED = ("tfdl", "tests", "pipelines", "tuning", "benchmarks", "Makefile", "pyproject.toml")
 
 
 def test_make_install_refuses_an_old_python_before_making_the_venv(tmp_path):
@@ -22,3 +26,19 @@ def test_make_install_refuses_an_old_python_before_making_the_venv(tmp_path):
         f"error: tfdl needs Python 3.11+; found 3.9 at {old} (set PYTHON=python3.11)"
     )
     assert not venv.exists()
+
+
+def test_no_file_of_the_project_is_hidden_from_git_by_an_ignore_rule():
+    # A clean clone must hold every module, pipeline and test the checkout runs.
+    if not (PROJECT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", *SHIPPED],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    hidden = [f for f in out.stdout.splitlines() if "__pycache__" not in f]
+    assert hidden == []

@@ -11,25 +11,38 @@ PORT ?= 5000
 JOBS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install train example-data gradients tune tune-distributed compare test test-fast lint ui clean e2e bench
+.PHONY: help install lock train example-data gradients tune tune-distributed compare test test-fast lint ui clean e2e bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # One line per phase rather than pip's listing of every package; pip still prints its warnings
 # and errors.
-$(BIN)/tfdl: pyproject.toml
+$(BIN)/tfdl: pyproject.toml constraints.txt
 	@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2]); sys.exit(sys.version_info < (3, 11))' 2>/dev/null) || { \
 	  echo "error: tfdl needs Python 3.11+; found $${version:-no Python} at $(PYTHON) (set PYTHON=python3.11)" >&2; exit 1; }; \
 	echo "installing tfdl and its dependencies (TensorFlow, Keras, MLflow, Keras Tuner; about 1 GB to download, 3 GB on disk) into $(VENV): about 1-3 minutes on a fresh machine"; \
 	start=$$(date +%s); \
 	echo "  creating $(VENV) with Python $$version ($(PYTHON))" && $(PYTHON) -m venv $(VENV) && \
 	echo "  upgrading pip" && $(BIN)/pip install --quiet --upgrade pip && \
-	echo "  installing tfdl[dev] in editable mode" && $(BIN)/pip install --quiet -e '.[dev]' || exit 1; \
+	echo "  installing tfdl[dev] in editable mode, at the versions of constraints.txt" && \
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' || exit 1; \
 	echo "installed in $$(($$(date +%s) - start)) s; make help lists the targets"
 	@touch $@
 
-install: $(BIN)/tfdl ## Create .venv and install tfdl with its dev tools
+install: $(BIN)/tfdl ## Create .venv and install tfdl with its dev tools, at the tested versions
+
+# The newest releases pyproject.toml admits, installed into a scratch venv and frozen:
+# run the tests on them (make install && make test) before committing the new file.
+lock: ## Refresh constraints.txt to the newest allowed releases (then make install, make test)
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install --quiet --upgrade pip
+	build/lock-venv/bin/pip install --quiet -e '.[dev]'
+	{ echo "# The exact versions the test suite passed on; make install installs these."; \
+	  echo "# Refresh deliberately with make lock, then make install and make test."; \
+	  build/lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
+	rm -rf build/lock-venv
+	@echo "constraints.txt refreshed: run make install (it reinstalls) and make test"
 
 train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml] [ARGS="train.epochs=3"]
 	$(BIN)/tfdl train $(PIPELINE) $(ARGS)

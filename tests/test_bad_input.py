@@ -15,7 +15,7 @@ import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from .conftest import TINY, run_tfdl
+from .conftest import TINY, free_port, run_tfdl
 
 PIPELINE = "{tmp}/pipeline.yaml"  # {tmp} stands for the case's own folder
 TUNING = "{tmp}/tuning.yaml"
@@ -93,6 +93,14 @@ def folder_case(id, field, allowed, files, problem=None, **data) -> Case:
     files = {f"pictures/{name}": content for name, content in files.items()}
     return train(id, field, allowed, pipeline=pipeline, files=files, problem=problem)
 
+
+# Nine levels of nine aliases: a few hundred bytes standing for 9**9 strings.
+LAUGHS = (
+    "description: x\n"
+    + "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+)
+DUPLICATE = "data: {source: digits}\nmodel: {arch: deep_mlp}\ndata: {source: iris}\n"
 
 TWO_CLASSES = {"a/1.png": PNG, "b/1.png": PNG}
 SPLITTABLE = {f"{c}/{i}.png": PNG for c in "ab" for i in range(6)}  # enough for 3 splits
@@ -495,6 +503,25 @@ CASES = [
     train("store-plain-folder", TRACKING_URI, WRITABLE, store="plain-folder"),
     train("store-read-only", TRACKING_URI, WRITABLE, store="read-only", marks=(not_as_root,)),
     tune("search-store-under-a-file", TRACKING_URI, WRITABLE, store="under-a-file"),
+    train("store-in-memory", TRACKING_URI, WRITABLE, store="in-memory", problem="no database file"),
+    train("store-unknown-scheme", TRACKING_URI, WRITABLE, store="unknown-scheme", problem="ftp://"),
+    train("store-no-driver", TRACKING_URI, "pip install psycopg2", store="no-driver"),
+    train("store-no-server", TRACKING_URI, "a running MLflow server", store="no-server"),
+    tune("search-store-no-server", TRACKING_URI, "a running MLflow server", store="no-server"),
+    Case(
+        "compare-store-no-server",
+        ("compare",),
+        TRACKING_URI,
+        "a running MLflow server",
+        store="no-server",
+    ),
+    train(
+        "experiment-deleted",
+        "tracking.experiment",
+        "mlflow experiments restore",
+        store="deleted-experiment",
+        problem="deleted experiment",
+    ),
     # --- command-line options
     Case(
         "lr-find-range-downwards",
@@ -504,9 +531,105 @@ CASES = [
         {"pipeline.yaml": TINY},
     ),
     Case(
-        "generate-no-length", ("generate", "--run-id", RUN_ID, "--length", "0"), "--length", "> 0"
+        "generate-no-length", ("generate", "--run-id", RUN_ID, "--length", "0"), "--length", "1 to"
     ),
     Case("unknown-command", ("fit", PIPELINE), "tfdl", "see `tfdl --help`"),
+    # --- numbers that parse but cannot work
+    Case("ui-port-too-high", ("ui", "--port", "70000"), "--port", "1 to 65535"),
+    Case("serve-port-zero", ("serve", "--run-id", RUN_ID, "--port", "0"), "--port", "1 to 65535"),
+    Case(
+        "oracle-port-too-high",
+        ("tune", TUNING, "--chief", "--oracle-port", "99999"),
+        "--oracle-port",
+        "1 to 65535",
+    ),
+    Case(
+        "lr-find-max-inf",
+        ("lr-find", PIPELINE, "--max-lr", "inf"),
+        "--max-lr",
+        "a finite number",
+        {"pipeline.yaml": TINY},
+    ),
+    Case(
+        "lr-find-min-nan",
+        ("lr-find", PIPELINE, "--min-lr", "nan"),
+        "--min-lr",
+        "a finite number",
+        {"pipeline.yaml": TINY},
+    ),
+    Case(
+        "generate-negative-seed", ("generate", "--run-id", RUN_ID, "--seed", "-1"), "--seed", "0 to"
+    ),
+    train(
+        "epochs-beyond-int32", "train.epochs", "2147483647", "train.epochs=100000000000000000000"
+    ),
+    train("batch-beyond-int32", "train.batch_size", "2147483647", "train.batch_size=4294967296"),
+    # --- YAML that parses but is wrong
+    train(
+        "yaml-duplicate-key",
+        PIPELINE,
+        None,
+        files={"pipeline.yaml": DUPLICATE},
+        problem="the key 'data' is given twice",
+    ),
+    train(
+        "yaml-billion-laughs",
+        PIPELINE,
+        None,
+        files={"pipeline.yaml": LAUGHS},
+        problem="aliases expand to more than",
+    ),
+    train(
+        "override-duplicate-key",
+        "train.optimizer",
+        "a YAML value",
+        "train.optimizer={name: sgd, name: adam}",
+        problem="given twice",
+    ),
+    # --- what MLflow would refuse once the run exists
+    train(
+        "experiment-name-too-long",
+        "tracking.experiment",
+        "at most 500",
+        "tracking.experiment=" + "e" * 501,
+    ),
+    train(
+        "experiment-name-control",
+        "tracking.experiment",
+        "no control characters",
+        'tracking.experiment="a\\tb"',
+    ),
+    train(
+        "tag-key-characters",
+        "tracking.tags",
+        "letters, digits",
+        "tracking.tags={'a!*?': v}",
+        problem="'!*?'",
+    ),
+    train(
+        "tag-key-too-long", "tracking.tags", "at most 236", "tracking.tags={" + "k" * 300 + ": v}"
+    ),
+    train(
+        "tag-key-reserved",
+        "tracking.tags",
+        None,
+        "tracking.tags={mlflow.runName: v}",
+        problem="sets itself",
+    ),
+    train(
+        "tag-key-a-path",
+        "tracking.tags",
+        None,
+        "tracking.tags={'../up': v}",
+        problem="another path",
+    ),
+    train(
+        "tag-value-too-long",
+        "tracking.tags.note",
+        "at most 8000",
+        "tracking.tags={note: " + "v" * 8001 + "}",
+    ),
+    train("param-value-too-long", "description", "at most 6000", "description=" + "d" * 6001),
 ]
 
 
@@ -530,6 +653,17 @@ def make_store(kind: str, folder: Path) -> str:
             uri = str(folder / "mlruns")
         case "read-only":
             folder.chmod(0o555)
+        case "deleted-experiment":  # TINY's experiment, deleted: MLflow keeps its name
+            client = MlflowClient(uri)
+            client.delete_experiment(client.create_experiment("test"))
+        case "in-memory":
+            uri = "sqlite://"
+        case "unknown-scheme":
+            uri = "ftp://127.0.0.1/mlruns"
+        case "no-driver":
+            uri = "postgresql://tfdl@127.0.0.1:1/mlflow"
+        case "no-server":  # a free port: nothing listens there
+            uri = f"http://127.0.0.1:{free_port()}"
     return uri
 
 
@@ -580,7 +714,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     if db.is_file() and db.read_bytes().startswith(b"SQLite format 3\x00"):
         client = MlflowClient(f"sqlite:///{db}")
         experiments = client.search_experiments(view_type=ViewType.ALL)
-        assert [e.name for e in experiments] == ["Default"]
+        made = ["test"] if case.store == "deleted-experiment" else []  # by make_store
+        assert sorted(e.name for e in experiments) == sorted(["Default", *made])
         ids = [e.experiment_id for e in experiments]
         assert client.search_runs(ids, run_view_type=ViewType.ALL) == []
 

@@ -180,3 +180,24 @@ def test_the_command_prints_the_table_and_saves_the_plot(runs, tmp_path, capsys)
     assert str(plot) in err and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["compare", "--metric", "val_f1"]) == 2
     assert capsys.readouterr().err.startswith("error: --metric:")
+
+
+def test_a_run_still_running_is_compared_with_its_age(store):
+    # A live training in another terminal, or one a kill -9 left: no end time yet.
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    exp = client.create_experiment("live")
+    _run(client, exp, "done", {"model.units": "8"}, {"val_loss": [0.5, 0.4]})
+    live = client.create_run(exp, run_name="training").info.run_id
+    client.log_batch(
+        live, metrics=[Metric("val_loss", 0.6, 1000, 1)], params=[Param("model.units", "16")]
+    )
+    table, _ = compare(["live"])
+    row = table.set_index("run").loc["training"]
+    assert row["status"] == "RUNNING" and row["duration_s"] >= 0
+    assert table.set_index("run").loc["done", "status"] == "FINISHED"
+    out = subprocess.run(
+        [sys.executable, "-m", "tfdl.cli", "compare", "--experiment", "live"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "RUNNING" in out.stdout, out.stderr

@@ -92,3 +92,54 @@ def test_bad_runs_and_inputs_are_one_line_errors(store, tmp_path, capsys):
     narrow = ["predict", "--run-id", no_model.run_id, "--input", str(tmp_path / "narrow.npy")]
     main(narrow)
     assert "rows of shape (10,), the model takes (64,)" in capsys.readouterr().err
+
+
+def test_predict_input_problems_are_one_line_each_before_the_model_loads(store, tmp_path, capsys):
+    run = train(validate({**TINY, "tracking": {"experiment": "test", "log_model": False}}))
+    names = validate(TINY).data  # digits: 64 named pixel columns
+    columns = list(load_splits(names, 0).spec.feature_names)
+    good = pd.DataFrame(np.ones((3, 64)), columns=columns)
+    files = {
+        "named.csv": pd.DataFrame({"x": [1.0], "y": [2.0]}),
+        "gap.csv": good.mask((good.index == 1)[:, None] & (good.columns == "pixel_0_3")),
+        "empty.csv": b"",
+        "latin1.csv": "pixel_0_0\n\xe9\n".encode("latin-1"),
+        "garbage.npy": b"\x93NUMPY garbage",
+        "strings.npy": np.array([["a"] * 64]),
+        "objects.npy": np.array([[object()] * 64], dtype=object),
+        "nan.npy": np.where(np.arange(128).reshape(2, 64) == 70, np.nan, 1.0),
+    }
+    for name, content in files.items():
+        if isinstance(content, pd.DataFrame):
+            content.to_csv(tmp_path / name, index=False)
+        elif isinstance(content, bytes):
+            (tmp_path / name).write_bytes(content)
+        else:
+            np.save(tmp_path / name, content, allow_pickle=True)
+    predict = ["predict", "--run-id", run.run_id, "--input"]
+    cases = {
+        "named.csv": "columns missing pixel_0_0, pixel_0_1",
+        "gap.csv": "an empty cell, column 'pixel_0_3', line 3",
+        "empty.csv": "is empty",
+        "latin1.csv": "is not UTF-8",
+        "garbage.npy": "not a NumPy .npy array",
+        "strings.npy": "an array of <U1",
+        "objects.npy": "not a NumPy .npy array",
+        "nan.npy": "a missing or infinite value in row 1, value 6",
+    }
+    for name, words in cases.items():
+        assert main([*predict, str(tmp_path / name)]) == 2, name
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("error: --input: ") and words in line, line
+    assert "unexpected x, y" in _error(main, [*predict, str(tmp_path / "named.csv")], capsys)
+    good.to_csv(tmp_path / "good.csv", index=False)
+    for output, words in [(tmp_path / "no" / "p.csv", "no such folder"), (tmp_path, "is a folder")]:
+        args = [*predict, str(tmp_path / "good.csv"), "--output", str(output)]
+        line = _error(main, args, capsys)
+        assert line.startswith("error: --output: ") and words in line, line
+
+
+def _error(main, args, capsys) -> str:
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line

@@ -6,7 +6,16 @@ import pytest
 
 from .conftest import PROJECT
 
-SHIPPED = ("tfdl", "tests", "pipelines", "tuning", "benchmarks", "Makefile", "pyproject.toml")
+SHIPPED = (
+    "tfdl",
+    "tests",
+    "pipelines",
+    "tuning",
+    "benchmarks",
+    "Makefile",
+    "pyproject.toml",
+    "constraints.txt",
+)
 
 
 def test_make_install_refuses_an_old_python_before_making_the_venv(tmp_path):
@@ -42,3 +51,25 @@ def test_no_file_of_the_project_is_hidden_from_git_by_an_ignore_rule():
     )
     hidden = [f for f in out.stdout.splitlines() if "__pycache__" not in f]
     assert hidden == []
+
+
+def test_the_suite_runs_on_the_versions_constraints_txt_pins():
+    # make install installs through constraints.txt: what passes here is what a fresh
+    # install gets tomorrow. A release nobody tested shows up here first.
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = {}
+    for line in (PROJECT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            pins[name.strip().lower()] = pinned.strip()
+    assert {"tensorflow", "keras", "mlflow", "keras-tuner", "pydantic"} <= set(pins)
+    differ = {}
+    for name, pinned in pins.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            differ[name] = (pinned, installed)
+    assert differ == {}

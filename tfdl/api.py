@@ -28,18 +28,30 @@ def load_pipeline(source, overrides=()):
     return validate(apply_overrides(raw, as_overrides(overrides)))
 
 
-def prepare(pipeline, overrides=()):
+def prepare(pipeline, overrides=(), *, store: bool = False):
     """The prepared pipeline (config, loaded splits, derived facts) of a YAML file, a
-    mapping or a `PipelineConfig`; a `Prepared` without overrides is returned as it is."""
+    mapping or a `PipelineConfig`; a `Prepared` without overrides is returned as it is.
+    `store`: check that the tracking store can take the run, between the config and the
+    data (loading some data imports TensorFlow)."""
     from tfdl.prepared import Prepared
     from tfdl.prepared import prepare as prepare_config
 
     if isinstance(pipeline, Prepared):
         if not overrides:
+            _check_store(pipeline.cfg, store)
             return pipeline
         pipeline = pipeline.cfg
     path = str(pipeline) if isinstance(pipeline, (str, Path)) else None
-    return prepare_config(load_pipeline(pipeline, overrides), path)
+    cfg = load_pipeline(pipeline, overrides)
+    _check_store(cfg, store)
+    return prepare_config(cfg, path)
+
+
+def _check_store(cfg, wanted: bool) -> None:
+    if wanted:
+        from tfdl.store import check_writable
+
+        check_writable(cfg.tracking.experiment)
 
 
 def train(pipeline=None, overrides=(), *, resume: str | None = None, callbacks=()):
@@ -54,14 +66,16 @@ def train(pipeline=None, overrides=(), *, resume: str | None = None, callbacks=(
             raise ConfigError(
                 "resume", "takes no pipeline or overrides", "resume RUN_ID alone", ("resume",)
             )
+        from tfdl.store import check_writable
         from tfdl.tracking import resumable
 
+        check_writable()  # the run is looked up in the store: it must answer
         p = prepare_config(resumable(resume)[0])
     elif pipeline is None:
         allowed = "a pipeline file, mapping or config; or resume RUN_ID"
         raise ConfigError("pipeline", "missing", allowed, ("resume",))
     else:
-        p = prepare(pipeline, overrides)
+        p = prepare(pipeline, overrides, store=True)
     _ready()
     from tfdl.training import train as train_prepared
 
@@ -77,7 +91,9 @@ def tune(search, overrides=(), *, overwrite: bool = False, name: str | None = No
     from tfdl.prepared import prepare as prepare_config
 
     job, base = load_tuning(search, as_overrides(overrides))
-    p = prepare_config(validate(base))
+    cfg = validate(base)
+    _check_store(cfg, True)
+    p = prepare_config(cfg)
     if job.objective.metric not in p.logged_names:
         raise ConfigError(
             "objective.metric",
@@ -99,15 +115,13 @@ def find_learning_rate(
     from tfdl.lr_find import check_sweep, lr_find
 
     check_sweep(min_lr, max_lr, steps)
-    p = prepare(pipeline, overrides)
+    p = prepare(pipeline, overrides, store=True)
     _ready()
     return lr_find(p, min_lr=min_lr, max_lr=max_lr, steps=steps, progress=progress)
 
 
 def _ready() -> None:
-    """The input passed: check the store can take a run, then load TensorFlow quietly."""
+    """The input and the store passed: load TensorFlow quietly."""
     from tfdl.runtime import import_tensorflow
-    from tfdl.store import check_writable
 
-    check_writable()
     import_tensorflow()

@@ -9,6 +9,7 @@ crash exits 1 with one line naming the run marked FAILED or where its traceback 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import signal
@@ -120,10 +121,33 @@ def _model_source(command: argparse.ArgumentParser) -> None:
     )
 
 
+# The numeric options' ranges, by the setting they set (argparse only checks the type).
+LIMITS = {
+    "port": (1, 65535),
+    "oracle_port": (1, 65535),
+    "worker": (0, 65535),
+    "seed": (0, 2**32 - 1),
+    "length": (1, 1_000_000),
+    "steps": (2, 1_000_000),
+    "per_class": (1, 1_000_000),
+}
+
+
+def _check_numbers(args, flags: dict[str, str]) -> None:
+    """Numbers that parse but cannot work: out of their range, or not finite."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(flags.get(name, name), f"{value} is not finite", "a finite number")
+        low, high = LIMITS.get(name, (None, None))
+        if isinstance(value, int) and low is not None and not low <= value <= high:
+            raise ConfigError(flags.get(name, name), f"{value} is out of range", f"{low} to {high}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        _check_numbers(args, _flags(parser, args.command))
     except ConfigError as err:
         print(err.line(), file=sys.stderr)
         return 2
@@ -141,7 +165,19 @@ def main(argv: list[str] | None = None) -> int:
         "ui": _ui,
         "make-example-data": _make_example_data,
     }
-    return guarded(args.command, lambda: commands[args.command](args), _flags(parser, args.command))
+
+    def work():
+        if args.command in READ_RUNS:  # a store that cannot answer: one line, not a hang
+            from tfdl.store import check_reachable
+
+            check_reachable()
+        return commands[args.command](args)
+
+    return guarded(args.command, work, _flags(parser, args.command))
+
+
+# Commands that read runs from the store (train, tune and lr-find check it as they start).
+READ_RUNS = ("generate", "evaluate", "compare", "predict", "serve", "export")
 
 
 # ------------------------------------------------------------------------------ the guard
@@ -358,6 +394,8 @@ def _predict(args) -> int:
     spec_dict, normaliser = load_spec(run, field)
     spec = DataSpec.from_dict(spec_dict)
     x = read_inputs(args.input, spec)  # a wrong file is reported before TensorFlow loads
+    if args.output:
+        _check_output(Path(args.output))
     import_tensorflow()
     from tfdl.inference import scaled_for
     from tfdl.tracking import load_model
@@ -365,11 +403,25 @@ def _predict(args) -> int:
     model = load_model(run, uri, field)
     frame = predictions_frame(model.predict(scaled_for(model, x, normaliser), verbose=0), spec)
     if args.output:
-        frame.to_csv(args.output, index=False)
+        try:
+            frame.to_csv(args.output, index=False)
+        except OSError as err:  # e.g. the disk filled up meanwhile
+            raise ConfigError("output", f"cannot write {args.output}: {err.strerror}") from None
         print(f"wrote {len(frame)} predictions to {args.output}")
     else:
         print(frame.to_csv(index=False), end="")
     return 0
+
+
+def _check_output(file: Path) -> None:
+    """A file the predictions can be written to: not a folder, in a writable folder."""
+    folder = file.parent
+    if file.is_dir():
+        raise ConfigError("output", f"{file} is a folder", "a CSV file name")
+    if not folder.is_dir():
+        raise ConfigError("output", f"no such folder: {folder}", "a file in an existing folder")
+    if not os.access(folder, os.W_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        raise ConfigError("output", f"{file} is not writable", "a file in a writable folder")
 
 
 # A run logged before models scaled their own inputs: its model takes scaled inputs.
@@ -438,8 +490,6 @@ def _export(args) -> int:
 
 
 def _generate(args) -> int:
-    if args.length <= 0:
-        raise ConfigError("length", f"{args.length} is out of range", "> 0")
     if not args.temperature > 0:
         raise ConfigError("temperature", f"{args.temperature} is out of range", "> 0")
     from tfdl.models.schema import ARCHITECTURES

@@ -69,7 +69,10 @@ def compare(
     table[f"final_{metric}"] = [v[-1] if v else math.nan for v in values]
     table[f"best_{metric}"] = [best(v) if v else math.nan for v in values]
     table["epochs"] = [max((s for s, _ in losses[r]), default=0) for r in frame["run_id"]]
-    duration = (frame["end_time"] - frame["start_time"]).dt.total_seconds()
+    # A run still RUNNING (live, or left by a killed process) has no end yet: its age.
+    start = pd.to_datetime(frame["start_time"], utc=True)
+    end = pd.to_datetime(frame["end_time"], utc=True).fillna(pd.Timestamp.now(tz="UTC"))
+    duration = (end - start).dt.total_seconds()
     table["duration_s"] = duration.round(1)
     table["status"] = frame["status"]
     table["run_id"] = frame["run_id"]

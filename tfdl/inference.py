@@ -36,17 +36,7 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
         return _text_column(file, spec)
     if spec.table:
         return _table(file, spec)
-    if file.suffix == ".npy":
-        x = np.load(file, allow_pickle=False)
-    else:
-        import pandas as pd
-
-        frame = pd.read_csv(file)
-        if spec.feature_names and set(spec.feature_names) <= set(frame.columns):
-            frame = frame[list(spec.feature_names)]  # the training columns, in their order
-        if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
-            raise ConfigError("input", f"{path}: non-numeric columns", "numeric columns")
-        x = frame.to_numpy()
+    x = _npy(file, spec) if file.suffix == ".npy" else _numeric_csv(file, spec)
     want = tuple(spec.input_shape)
     if x.ndim >= 1 and x.shape[1:] != want and int(np.prod(x.shape[1:])) == int(np.prod(want)):
         x = x.reshape(len(x), *want)
@@ -57,6 +47,61 @@ def read_inputs(path: str, spec: DataSpec) -> np.ndarray:
             f"rows of {int(np.prod(want))} numbers",
         )
     return x
+
+
+def _npy(file: Path, spec: DataSpec) -> np.ndarray:
+    """A NumPy array of numbers, with no gaps (NaN) unless the model fills them itself;
+    or one line saying why not."""
+    try:
+        x = np.load(file, allow_pickle=False)  # never unpickle: a file could run code
+    except (ValueError, OSError, EOFError) as err:
+        problem = f"{file}: not a NumPy .npy array of numbers ({_first_line(err)})"
+        raise ConfigError("input", problem, "an array saved by numpy.save") from None
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+        kind = getattr(x, "dtype", type(x).__name__)
+        raise ConfigError("input", f"{file}: an array of {kind}", "an array of numbers")
+    flat = x.reshape(len(x), -1) if x.ndim else x.reshape(1, 1)
+    bad = np.isinf(flat) if spec.fill is not None else ~np.isfinite(flat)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        problem = f"{file}: a missing or infinite value in row {rows[0]}, value {cols[0]}"
+        raise ConfigError("input", problem, "finite numbers")
+    return x
+
+
+def _numeric_csv(file: Path, spec: DataSpec) -> np.ndarray:
+    """The training's feature columns of a CSV, matched by name (in any order, other
+    columns an error); without feature names (pixels, signals), every column in order."""
+    import pandas as pd
+
+    from tfdl.data.sources import _listing, cells, read_csv
+
+    frame = read_csv(str(file), field="input", min_rows=1)
+    names = list(spec.feature_names)
+    if names:
+        missing = [n for n in names if n not in frame.columns]
+        extra = [c for c in frame.columns if c not in names]
+        if missing or extra:
+            parts = [f"missing {_listing(missing)}" if missing else ""]
+            parts += [f"unexpected {_listing(extra)}" if extra else ""]
+            problem = f"{file}: columns {'; '.join(p for p in parts if p)}"
+            raise ConfigError("input", problem, f"the training's columns: {_listing(names)}")
+        frame = frame[names]  # the training columns, in their order
+    words = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if words:
+        raise ConfigError("input", f"{file}: non-numeric columns {_listing(words)}", "numbers")
+    if frame.isna().any().any():
+        raise ConfigError(
+            "input", f"{file}: an empty cell, {cells(frame)}", "a number in every cell"
+        )
+    x = frame.to_numpy()
+    if not np.isfinite(x).all():
+        raise ConfigError("input", f"{file}: infinite values", "finite numbers")
+    return x
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def _images(spec: DataSpec) -> bool:
@@ -114,11 +159,12 @@ def _pixels(file: Path, spec: DataSpec) -> np.ndarray:
 
 def _text_column(file: Path, spec: DataSpec) -> np.ndarray:
     """Texts from a CSV: the training's text column, or the file's only column."""
-    import pandas as pd
 
-    frame = pd.read_csv(file) if file.suffix == ".csv" else None
-    if frame is None:
+    from tfdl.data.sources import read_csv
+
+    if file.suffix != ".csv":
         raise ConfigError("input", f"{file}: the model takes texts", _kinds(spec))
+    frame = read_csv(str(file), field="input", min_rows=1)
     names = [n for n in spec.feature_names if n in frame.columns]
     if not names and len(frame.columns) != 1:
         want = spec.feature_names[0] if spec.feature_names else "text"
@@ -137,13 +183,19 @@ def _table(file: Path, spec: DataSpec) -> dict:
     columns = [*spec.feature_names, *(spec.categorical or {}), *text]
     if file.suffix != ".csv":
         raise ConfigError("input", f"{file}: the model takes named columns", "a .csv file")
-    frame = pd.read_csv(file)
+    from tfdl.data.sources import cells, read_csv
+
+    frame = read_csv(str(file), field="input", min_rows=1)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ConfigError("input", f"{file}: no column {missing[0]!r}", ", ".join(columns))
     numbers = frame[list(spec.feature_names)]
     if not all(pd.api.types.is_numeric_dtype(t) for t in numbers.dtypes):
         raise ConfigError("input", f"{file}: non-numeric feature columns", "numbers there")
+    # A category is never missing; a number may be where the model fills gaps itself.
+    gaps = frame[[*(spec.feature_names if spec.fill is None else ()), *(spec.categorical or {})]]
+    if gaps.isna().any().any():
+        raise ConfigError("input", f"{file}: an empty cell, {cells(gaps)}", "a value in every cell")
     for name, kind in (spec.categorical or {}).items():
         if kind["dtype"] == "int64" and not pd.api.types.is_integer_dtype(frame[name]):
             raise ConfigError("input", f"{file}: column {name!r} is not whole numbers", "integers")

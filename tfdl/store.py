@@ -10,6 +10,7 @@ database under that lock and puts it in WAL mode.
 """
 
 import contextlib
+import importlib.util
 import os
 import sqlite3
 from pathlib import Path
@@ -91,19 +92,99 @@ def open_sqlite(uri: str) -> None:
     _opened.add(uri)
 
 
-def check_writable() -> None:
-    """Refuse a store that cannot take a run before TensorFlow loads, not after training.
+FIELD = "MLFLOW_TRACKING_URI"
+ALLOWED = "sqlite:///path/to/mlflow.db in a writable folder, or a tracking server's URL"
+# Database stores MLflow takes, by SQLAlchemy dialect: the driver module used when the URI
+# names none (postgresql+psycopg://... names one).
+DIALECTS = {"postgresql": "psycopg2", "mysql": "MySQLdb", "mssql": "pyodbc"}
+DRIVERS = {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000", "pymysql": "pymysql"}
+DRIVERS |= {"mysqldb": "MySQLdb", "pyodbc": "pyodbc", "pymssql": "pymssql"}
+SERVER_WAIT_S = 3.0  # how long a tracking server may take to answer its health check
+
+
+def check_writable(experiment: str | None = None) -> None:
+    """Refuse a store that cannot take a run before TensorFlow loads, not after training:
+    a URI of no store MLflow knows, a database whose driver is missing, a server that
+    does not answer, a folder that cannot hold the database; and an `experiment` name
+    that a deleted experiment still holds.
 
     Nothing is created here: a store that does not exist yet is only checked to be creatable.
     """
-    uri, field = tracking_uri(), "MLFLOW_TRACKING_URI"
-    allowed = "sqlite:///path/to/mlflow.db in a writable folder, or a tracking server's URL"
+    uri = tracking_uri()
     db = sqlite_path(uri)
     if db is None:
-        opted_in = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1")
-        if urlparse(uri).scheme in ("", "file") and not opted_in:
-            raise ConfigError(field, f"{uri} is a plain folder, which MLflow refuses", allowed)
-        return  # a server answers for itself
+        _check_remote(uri)
+    else:
+        _check_sqlite(db)
+    if experiment is not None and (db is None or db.is_file() and db.stat().st_size):
+        _check_experiment(uri, experiment)
+
+
+def check_reachable() -> None:
+    """For commands that only read runs: a store of a kind MLflow knows, which answers."""
+    uri = tracking_uri()
+    if sqlite_path(uri) is None:
+        _check_remote(uri)
+
+
+def _check_remote(uri: str) -> None:
+    scheme = urlparse(uri).scheme.lower()
+    dialect, _, driver = scheme.partition("+")
+    opted_in = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1")
+    if scheme in ("", "file"):
+        if not opted_in:
+            raise ConfigError(FIELD, f"{uri} is a plain folder, which MLflow refuses", ALLOWED)
+    elif scheme == "sqlite":  # sqlite:// alone is a database in memory, gone at exit
+        raise ConfigError(FIELD, f"{uri} names no database file", ALLOWED)
+    elif scheme in ("http", "https"):
+        _check_server(uri)
+    elif dialect in DIALECTS:
+        module = DRIVERS.get(driver, driver) if driver else DIALECTS[dialect]
+        if importlib.util.find_spec(module) is None:
+            problem = f"{uri.split('://')[0]}:// needs the database driver {module}, not installed"
+            raise ConfigError(FIELD, problem, f"pip install {module}, or a sqlite:/// store")
+    else:
+        raise ConfigError(FIELD, f"{scheme}:// is no tracking store MLflow knows", ALLOWED)
+
+
+def _check_server(uri: str) -> None:
+    """A tracking server answers its health check within SERVER_WAIT_S seconds."""
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=SERVER_WAIT_S) as answer:
+            answer.read(64)
+    except urllib.error.HTTPError as err:
+        if err.code < 500 and err.code != 404:  # it answers, if not to this: a server
+            return
+        raise ConfigError(
+            FIELD, f"the tracking server at {uri} answers {err.code}", ALLOWED
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        problem = f"no tracking server answers at {uri} ({reason})"
+        raise ConfigError(
+            FIELD, problem, "a running MLflow server, or a sqlite:/// store"
+        ) from None
+
+
+def _check_experiment(uri: str, name: str) -> None:
+    """MLflow keeps a deleted experiment's name: a run cannot open an experiment of it."""
+    from mlflow.tracking import MlflowClient
+
+    found = MlflowClient(uri).get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise ConfigError(
+            "tracking.experiment",
+            f"{name!r} is the name of a deleted experiment (id {found.experiment_id})",
+            f"another name, or restore it: mlflow experiments restore -x {found.experiment_id}",
+        )
+
+
+def _check_sqlite(db: Path) -> None:
+    field, allowed = FIELD, ALLOWED
     if db.exists():
         if not db.is_file():
             raise ConfigError(field, f"{db} is not a file", allowed)

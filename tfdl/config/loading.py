@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,54 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tfdl.config.errors import to_config_error
+from tfdl.config.limits import check_params, check_tracking
 from tfdl.config.schema import SECTIONS, PipelineConfig
 from tfdl.errors import ConfigError
+
+# Aliases are expanded by whoever walks the result: a few hundred bytes of nested aliases
+# ("billion laughs") stand for billions of nodes. No pipeline comes near this many.
+MAX_NODES = 100_000
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what it would accept silently: a key given twice in
+    one mapping (the last would win) and aliases that expand beyond MAX_NODES nodes."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, merged by PyYAML
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            if isinstance(key, Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+
+        def expanded(n) -> int:  # nodes after alias expansion; each shared node sized once
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a recursive alias counts as a leaf where it recurs
+                inner = n.value if isinstance(n.value, list) else []  # a scalar's is a str
+                flat = [c for item in inner for c in (item if isinstance(item, tuple) else [item])]
+                sizes[id(n)] = min(MAX_NODES + 1, 1 + sum(expanded(c) for c in flat))
+            return sizes[id(n)]
+
+        if expanded(node) > MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases expand to more than {MAX_NODES} values", node.start_mark
+            )
+        return super().construct_document(node)
+
+
+def load_yaml(text: str):
+    """YAML text as Python values, by StrictLoader."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -25,7 +72,7 @@ def read_yaml(path: str | Path) -> dict:
             str(path), "no such file", "a pipeline YAML file, e.g. pipelines/mlp.yaml"
         )
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -57,9 +104,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             "dotted.path=value, e.g. train.epochs=3 model.units=[64,32]",
         )
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(key, f"cannot parse override value {value!r}", "a YAML value") from None
+        parsed = load_yaml(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        why = getattr(err, "problem", None)
+        problem = f"cannot parse override value {value!r}" + (f": {why}" if why else "")
+        raise ConfigError(key, problem, "a YAML value") from None
     return key.strip().split("."), parsed
 
 
@@ -90,10 +139,16 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def validate(raw: dict, model: type[BaseModel] = PipelineConfig) -> BaseModel:
+    """The config `raw` describes, checked against its schema and against what MLflow
+    will take from it (every value is logged as a parameter)."""
     try:
-        return model.model_validate(raw)
+        cfg = model.model_validate(raw)
     except ValidationError as err:
         raise to_config_error(err, model) from None
+    if hasattr(cfg, "tracking"):
+        check_tracking(cfg.tracking)
+    check_params(flatten(cfg.model_dump(mode="json")))
+    return cfg
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
@@ -119,7 +174,7 @@ def describe(path: str | Path) -> str:
     from tfdl.data.schema import SOURCES
 
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = load_yaml(Path(path).read_text()) or {}
         text = str(raw.get("description", "")).strip().splitlines()[0]
         data = raw.get("data") or {}
         source = SOURCES.get(data.get("source"))

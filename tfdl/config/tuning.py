@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from tfdl.config.loading import apply_overrides, flatten, read_yaml, validate
 from tfdl.data.schema import Seed
 from tfdl.errors import ConfigError
-from tfdl.schema import PositiveFloat, PositiveInt, RegisteredName, StrictModel
+from tfdl.schema import Int32, PositiveFloat, PositiveInt, RegisteredName, StrictModel
 from tfdl.store import PROJECT
 
 
@@ -40,8 +40,8 @@ class ChoiceParam(StrictModel):
 
 class IntParam(StrictModel):
     type: Literal["int"]
-    min: int
-    max: int
+    min: Int32
+    max: Int32
     step: PositiveInt = 1
 
     @model_validator(mode="after")

@@ -170,31 +170,36 @@ def _listing(names, limit: int = MAX_LISTED) -> str:
 CSV_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError)
 
 
-def read_csv(path: str, nrows: int | None = None, **options) -> pd.DataFrame:
-    """The file as a frame (its first `nrows` rows), or one line saying why it cannot be.
-    `options` go to pandas' reader."""
+def read_csv(
+    path: str, nrows: int | None = None, field: str = "data.path", min_rows=MIN_CSV_ROWS, **options
+) -> pd.DataFrame:
+    """The file as a frame (its first `nrows` rows), or one line naming the setting `field`
+    saying why it cannot be: missing, empty, not CSV, not UTF-8, fewer than `min_rows`
+    rows (enough to split, for training). `options` go to pandas' reader."""
     if not Path(path).is_file():
         problem = f"{path} is not a file" if Path(path).exists() else f"no such file: {path}"
-        raise ConfigError("data.path", problem, "a path to an existing CSV file")
+        raise ConfigError(field, problem, "a path to an existing CSV file")
     try:
         frame = pd.read_csv(path, nrows=nrows, **options)
     except pd.errors.EmptyDataError:
-        raise ConfigError("data.path", f"{path} is empty", "a CSV file with a header") from None
+        raise ConfigError(field, f"{path} is empty", "a CSV file with a header") from None
     except CSV_ERRORS as err:
-        raise csv_error(path, err) from None
-    if len(frame) < MIN_CSV_ROWS:
+        raise csv_error(path, err, field) from None
+    if len(frame) < min_rows:
+        why = "too few to split into train/val/test" if min_rows == MIN_CSV_ROWS else "too few"
         raise ConfigError(
-            "data.path",
-            f"{path} has {len(frame)} data rows, too few to split into train/val/test",
-            f"at least {MIN_CSV_ROWS} rows",
+            field, f"{path} has {len(frame)} data rows, {why}", f"at least {min_rows} rows"
         )
     return frame
 
 
-def csv_error(path: str, err: Exception) -> ConfigError:
+def csv_error(path: str, err: Exception, field: str = "data.path") -> ConfigError:
     """A file pandas could not parse, as one line."""
-    problem = f"cannot read {path} as CSV: {str(err).splitlines()[0] if str(err) else err}"
-    return ConfigError("data.path", problem, "a comma-separated file with a header")
+    if isinstance(err, UnicodeDecodeError):
+        problem = f"{path} is not UTF-8 ({err.reason} at byte {err.start})"
+    else:
+        problem = f"cannot read {path} as CSV: {str(err).splitlines()[0] if str(err) else err}"
+    return ConfigError(field, problem, "a comma-separated UTF-8 file with a header")
 
 
 def check_features(frame: pd.DataFrame, cfg: Csv) -> pd.DataFrame:

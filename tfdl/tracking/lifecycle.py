@@ -26,6 +26,7 @@ from tfdl.signals import signals_deferred
 from tfdl.store import artifact_root, open_sqlite, shared, tracking_uri
 
 MAX_TAG = 5000  # MLflow caps tag values; an error message is cut to fit
+MAX_SLUG = 100  # characters of an experiment's name in its folder's (a file name: 255 bytes)
 # Creating a new store's tables is routine, not news: keep stderr for errors.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
@@ -128,8 +129,10 @@ def experiment_id(name: str) -> str:
 
 def _slug(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
-    # Names that differ only in dropped characters must not share a folder.
-    return slug if slug == name else f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+    if slug == name and len(slug) <= MAX_SLUG:
+        return slug
+    # Names that differ only in dropped characters, or past the cut, must not share a folder.
+    return f"{slug[:MAX_SLUG]}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
 
 
 def _create(experiment_id_: str, name: str | None, tags: dict[str, str]) -> str:

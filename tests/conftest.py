@@ -49,6 +49,29 @@ def write_pipeline(tmp_path):
     return write
 
 
+@pytest.fixture
+def search_job(tmp_path, write_pipeline):
+    """Write a grid search over two widths of the tiny pipeline; returns its path."""
+
+    def write(batch_size=64, epochs=2, **settings):
+        train = {**TINY["train"], "batch_size": batch_size}
+        pipeline = write_pipeline({**TINY, "train": train, "tracking": {"experiment": "search"}})
+        path = tmp_path / "search.yaml"
+        content = {
+            "pipeline": str(pipeline),
+            "tuner": "grid",
+            "max_trials": 2,
+            "epochs": epochs,
+            "space": {"model.units": {"type": "choice", "values": [[8], [16]]}},
+            "objective": {"metric": "val_accuracy", "direction": "max"},
+            **settings,
+        }
+        path.write_text(yaml.safe_dump(content))
+        return path
+
+    return write
+
+
 def sigint_as_python_default():
     # A process started in the background inherits SIGINT ignored, and Python keeps it so.
     signal.signal(signal.SIGINT, signal.SIG_DFL)

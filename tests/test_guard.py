@@ -117,6 +117,7 @@ def test_every_command_runs_in_the_guard(monkeypatch, capsys):
         "export": ["--run-id", "x", "--output", "x"],
         "generate": ["--run-id", "x"],
         "compare": [],
+        "runs": [],
         "list": [],
         "ui": [],
         "make-example-data": ["shapes", "x"],

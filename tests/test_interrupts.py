@@ -10,7 +10,6 @@ import time
 
 import mlflow
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from tfdl import tracking
@@ -159,29 +158,6 @@ def test_a_crash_in_training_fails_the_run_with_the_reason_and_one_line(
 
 
 # ------------------------------------------------------------------------------ searches
-
-
-@pytest.fixture
-def search_job(tmp_path, write_pipeline):
-    """Write a grid search over two widths of the tiny pipeline; returns its path."""
-
-    def write(batch_size=64, epochs=2, **settings):
-        train = {**TINY["train"], "batch_size": batch_size}
-        pipeline = write_pipeline({**TINY, "train": train, "tracking": {"experiment": "search"}})
-        path = tmp_path / "search.yaml"
-        content = {
-            "pipeline": str(pipeline),
-            "tuner": "grid",
-            "max_trials": 2,
-            "epochs": epochs,
-            "space": {"model.units": {"type": "choice", "values": [[8], [16]]}},
-            "objective": {"metric": "val_accuracy", "direction": "max"},
-            **settings,
-        }
-        path.write_text(yaml.safe_dump(content))
-        return path
-
-    return write
 
 
 def search_runs(client, db):

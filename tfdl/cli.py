@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
     c.add_argument("--plot", help="where to save the learning-curve overlay PNG")
 
+    r = sub.add_parser("runs", help="the runs with their status and age; which are stale")
+    r.add_argument("--experiment", action="append", help="an experiment name (repeatable)")
+    r.add_argument("--status", choices=("RUNNING", "FINISHED", "FAILED", "KILLED", "SCHEDULED"))
+    r.add_argument(
+        "--mark-stale", action="store_true", help="end the stale RUNNING runs KILLED, with why"
+    )
+
     e = sub.add_parser("evaluate", help="metrics of a logged model on a split of its data")
     _model_source(e)
     e.add_argument("--split", choices=("train", "val", "test"), default="test")
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate": _generate,
         "evaluate": _evaluate,
         "compare": _compare,
+        "runs": _runs,
         "predict": _predict,
         "serve": _serve,
         "export": _export,
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Commands that read runs from the store (train, tune and lr-find check it as they start).
-READ_RUNS = ("generate", "evaluate", "compare", "predict", "serve", "export")
+READ_RUNS = ("generate", "evaluate", "compare", "runs", "predict", "serve", "export")
 
 
 # ------------------------------------------------------------------------------ the guard
@@ -348,6 +356,22 @@ def _compare(args) -> int:
     default = (root.parent if root else STORE) / "compare" / f"{metric}.png"
     path = curves_plot(curves, metric, Path(args.plot or default))
     print(f"learning curves ({metric}): {path}", file=sys.stderr)
+    return 0
+
+
+def _runs(args) -> int:
+    from tfdl.runs import mark_stale, runs_table
+
+    table = runs_table(args.experiment, args.status)
+    print(table.to_string(index=False) if len(table) else "no runs")
+    if args.mark_stale:
+        ended = mark_stale(table)
+        for run_id, kind, why in ended:
+            hint = f"; continue it with tfdl train --resume {run_id}" if kind == "training" else ""
+            print(f"run {run_id} marked KILLED ({why}){hint}")
+        print(f"{len(ended)} stale run{'s' * (len(ended) != 1)} marked KILLED")
+    elif (table["state"] == "stale").any():
+        print("stale runs: their process is gone; end them with tfdl runs --mark-stale")
     return 0
 
 

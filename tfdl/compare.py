@@ -74,7 +74,12 @@ def compare(
     end = pd.to_datetime(frame["end_time"], utc=True).fillna(pd.Timestamp.now(tz="UTC"))
     duration = (end - start).dt.total_seconds()
     table["duration_s"] = duration.round(1)
-    table["status"] = frame["status"]
+    # A RUNNING run whose process is gone will never end: say so (tfdl runs --mark-stale).
+    states = tracking.liveness.frame_states(frame)
+    table["status"] = [
+        f"{st} (stale)" if live == "stale" else st
+        for st, (live, _) in zip(frame["status"], states, strict=True)
+    ]
     table["run_id"] = frame["run_id"]
     table = table.sort_values(
         [f"best_{metric}", f"final_{metric}"],

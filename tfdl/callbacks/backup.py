@@ -1,12 +1,16 @@
-"""Epoch backups that an interrupt cannot tear in half."""
+"""Epoch backups that an interrupt, a kill or a full disk cannot tear in half."""
 
+import errno
 import json
 import os
 import shutil
+import zlib
 
 import keras
 
 from tfdl.signals import signals_deferred
+
+SPARE = 1 << 20  # bytes kept free beyond the backup's own size
 
 
 class Backup(keras.callbacks.BackupAndRestore):
@@ -14,7 +18,11 @@ class Backup(keras.callbacks.BackupAndRestore):
 
     The backup is two files (weights, then the epoch number); Ctrl-C or SIGTERM between
     the two would leave weights of epoch k labelled with an older epoch, and a resume
-    would count epochs wrongly. (kill -9 cannot be deferred: see double_checkpoint.)
+    would count epochs wrongly. kill -9 cannot be deferred, and a disk can fill up while
+    the weights are written: so the epoch file records the weights file's size and CRC,
+    and a resume trusts only a pair that matches, or else the previous pair
+    (double_checkpoint). A disk without room for the backup is found before h5py writes
+    (on a full disk h5py can crash the process): an OSError, and the run fails.
     """
 
     def __init__(self, backup_dir, before_commit=None):
@@ -27,9 +35,24 @@ class Backup(keras.callbacks.BackupAndRestore):
         with signals_deferred():
             super().on_epoch_end(epoch, logs)
 
+    def on_train_begin(self, logs=None):
+        pairs = [
+            (self._weights_path, self._training_metadata_path),
+            (self._prev_weights_path, self._prev_training_metadata_path),
+        ]
+        trusted = next((pair for pair in pairs if _matches(*pair)), None)
+        for path in (p for pair in pairs for p in pair if pair is not trusted):
+            if os.path.exists(path):
+                os.remove(path)  # torn or unmatched: never restored from
+        if trusted is not None and trusted is not pairs[0]:
+            for old, new in zip(trusted, pairs[0], strict=True):
+                os.replace(old, new)
+        super().on_train_begin(logs)
+
     def _save_model(self):
         # Keras's own steps, with before_commit before the epoch number is written.
         os.makedirs(self.backup_dir, exist_ok=True)
+        self._check_room()
         for path, prev in (
             (self._weights_path, self._prev_weights_path),
             (self._training_metadata_path, self._prev_training_metadata_path),
@@ -38,5 +61,60 @@ class Backup(keras.callbacks.BackupAndRestore):
                 shutil.copy(path, prev)
         self.model.save_weights(filepath=self._weights_path, overwrite=True)
         self.before_commit()
+        stamp = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         with open(self._training_metadata_path, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            json.dump(stamp | _fingerprint(self._weights_path), f)
+
+    def _check_room(self) -> None:
+        """Room for the copy of the last backup and the new weights, or ENOSPC now."""
+        if os.path.exists(self._weights_path):
+            size = os.path.getsize(self._weights_path)
+        else:
+            size = weights_bytes(self.model)
+        check_room(self.backup_dir, 2 * size, "the epoch's backup")
+
+
+class Checkpoint(keras.callbacks.ModelCheckpoint):
+    """keras.callbacks.ModelCheckpoint that finds a disk without room for the model
+    before h5py does (see Backup)."""
+
+    def _save_model(self, epoch, batch, logs):
+        folder = os.path.dirname(self.filepath) or "."
+        # The whole model with its optimizer's slots: up to three times its weights.
+        check_room(folder, 3 * weights_bytes(self.model), "the best model's checkpoint")
+        super()._save_model(epoch, batch, logs)
+
+
+def weights_bytes(model) -> int:
+    """What a model's weights take in a file: their bytes, plus the file's structure."""
+    return sum(int(w.numpy().nbytes) for w in model.weights) * 5 // 4
+
+
+def check_room(folder: str, size: int, what: str) -> None:
+    """An OSError (ENOSPC) when `folder`'s disk has less than `size` bytes and SPARE free."""
+    os.makedirs(folder, exist_ok=True)
+    need, free = size + SPARE, shutil.disk_usage(folder).free
+    if free < need:
+        problem = f"no room for {what} ({free >> 10} KiB free, {need >> 10} KiB needed)"
+        raise OSError(errno.ENOSPC, problem, folder)
+
+
+def _fingerprint(path: str) -> dict:
+    """The size and CRC-32 of a file, read in blocks."""
+    crc, size = 0, 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc, size = zlib.crc32(block, crc), size + len(block)
+    return {"size": size, "crc32": crc}
+
+
+def _matches(weights: str, metadata: str) -> bool:
+    """A backup pair whose epoch file vouches for its weights file."""
+    try:
+        with open(metadata) as f:
+            stamp = json.load(f)
+        if "crc32" not in stamp:  # written before backups were fingerprinted
+            return os.path.exists(weights)
+        return {k: stamp.get(k) for k in ("size", "crc32")} == _fingerprint(weights)
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import keras
 
-from tfdl.callbacks.backup import Backup
+from tfdl.callbacks.backup import Backup, Checkpoint
 from tfdl.callbacks.dropout_schedule import DropoutScheduler
 from tfdl.callbacks.gap import GeneralisationGap
 from tfdl.callbacks.learning_rate import LearningRateLogger
@@ -90,7 +90,7 @@ def build_callbacks(
             **cfg.early_stopping.model_dump(), verbose=0
         )
     if cfg.model_checkpoint is not None and run_dir is not None:
-        made["model_checkpoint"] = keras.callbacks.ModelCheckpoint(
+        made["model_checkpoint"] = Checkpoint(
             str(run_dir / "best.keras"), **cfg.model_checkpoint.model_dump(), save_best_only=True
         )
     if log is not None:

@@ -8,6 +8,7 @@ never touches MLflow itself.
 
 import contextlib
 
+from tfdl.tracking import liveness
 from tfdl.tracking.lifecycle import (
     endings,
     error_message,
@@ -88,6 +89,7 @@ __all__ = [
     "find_run",
     "has_metric",
     "history_frame",
+    "liveness",
     "load_model",
     "load_spec",
     "log_keras_model",

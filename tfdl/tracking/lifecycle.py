@@ -24,6 +24,7 @@ from tfdl.config import flatten
 from tfdl.errors import ConfigError
 from tfdl.signals import signals_deferred
 from tfdl.store import artifact_root, open_sqlite, shared, tracking_uri
+from tfdl.tracking import liveness
 
 MAX_TAG = 5000  # MLflow caps tag values; an error message is cut to fit
 MAX_SLUG = 100  # characters of an experiment's name in its folder's (a file name: 255 bytes)
@@ -35,6 +36,7 @@ def client() -> MlflowClient:
     """The store's client. MLflow's own `runs:/` URIs and artifact helpers resolve against
     the global tracking URI, so it is pointed at the same store here, in one place."""
     uri = tracking_uri()
+    open_sqlite(uri)  # a new store's tables are made by one process at a time
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
 
@@ -107,6 +109,7 @@ def _end(run_id: str, kind: str, status: str, reason=None, trace=None) -> None:
                 c.log_text(run_id, trace, "error.txt")
                 saved = True
         c.set_terminated(run_id, status)
+        liveness.release(run_id)
     _endings.append(Ending(run_id, kind, status, saved))
 
 
@@ -139,7 +142,9 @@ def _create(experiment_id_: str, name: str | None, tags: dict[str, str]) -> str:
     from mlflow.tracking.context.registry import resolve_tags
 
     # resolve_tags adds what MLflow's own start_run would: user, source, entry point.
-    run = client().create_run(experiment_id_, run_name=name, tags=resolve_tags(tags))
+    tags = resolve_tags(tags | liveness.owner_tags())
+    run = client().create_run(experiment_id_, run_name=name, tags=tags)
+    liveness.hold(run.info.run_id)
     return run.info.run_id
 
 
@@ -148,14 +153,20 @@ def new_run(experiment: str, *, name: str | None = None, tags=None) -> Callable[
     return lambda: _create(experiment_id(experiment), name, dict(tags or {}))
 
 
-def reopened(run_id: str) -> Callable[[], str]:
-    """Opens an interrupted run again (a resume): RUNNING, its old error cleared."""
+def reopened(run_id: str, field: str = "resume", allowed: str | None = None) -> Callable[[], str]:
+    """Opens an interrupted run again (a resume): RUNNING, owned by this process, its old
+    error cleared; refused (naming the setting `field`) while another process runs it."""
 
     def open_run() -> str:
         c = client()
+        run = c.get_run(run_id)
+        liveness.claim(run, field, allowed)
         c.update_run(run_id, status="RUNNING")
-        if "tfdl.error" in c.get_run(run_id).data.tags:
-            c.delete_tag(run_id, "tfdl.error")
+        for key, value in liveness.owner_tags().items():
+            c.set_tag(run_id, key, value)
+        for key in ("tfdl.error", liveness.STALE_REASON):
+            if key in run.data.tags:
+                c.delete_tag(run_id, key)
         return run_id
 
     return open_run
@@ -172,6 +183,18 @@ def search_parent(name: str, job: dict, experiment: str, overwrite: bool) -> Cal
         found = c.search_runs(
             [exp_id], f"tags.`tfdl.search` = '{name}'", order_by=["attributes.start_time DESC"]
         )
+        # One process runs a search (workers join it through its chief): a second one
+        # would share its parent run and delete its trials.
+        key = "search-" + hashlib.sha1(f"{exp_id}/{name}".encode()).hexdigest()[:16]
+        if not liveness.hold(key):
+            query = f"tags.`tfdl.search` = '{name}' and attributes.status = 'RUNNING'"
+            live = [r.info.run_id for r in c.search_runs([exp_id], query)]
+            who = ", ".join([liveness.holder(key), *(f"run {r}" for r in live[:1])])
+            raise ConfigError(
+                name,
+                f"search {name} is running already ({who.strip(', ') or 'another process'})",
+                "wait for it to end, or join it as a worker (--chief / --worker)",
+            )
         if found and not overwrite:
             if found[0].data.tags.get("tfdl.search_digest") != digest:
                 raise ConfigError(
@@ -180,13 +203,16 @@ def search_parent(name: str, job: dict, experiment: str, overwrite: bool) -> Cal
                     "overwrite, to start afresh",
                     ("overwrite",),
                 )
-            return reopened(found[0].info.run_id)()
+            run_id = reopened(found[0].info.run_id, name)()
+            liveness.hold(key, with_run=run_id)  # held again: released with the run
+            return run_id
         for old in found:  # overwrite: the old search's run goes, and its trials with it
             trials = c.search_runs([exp_id], f"tags.mlflow.parentRunId = '{old.info.run_id}'")
             for run in [*trials, old]:
                 c.delete_run(run.info.run_id)
         tags = {"tfdl.search": name, "tfdl.search_digest": digest, "tfdl.kind": "search"}
         run_id = _create(exp_id, f"search-{name}", tags)
+        liveness.hold(key, with_run=run_id)
         log_params(run_id, flatten(job))  # the tuner's settings and space
         return run_id
 

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 
 from tfdl.errors import ConfigError
 from tfdl.store import sqlite_path, tracking_uri
+from tfdl.tracking import liveness
 from tfdl.tracking.lifecycle import client
 
 
@@ -43,6 +44,13 @@ def resumable(run_id: str):
             "resume",
             f"run {run_id} already FINISHED",
             "a run that was interrupted (KILLED, or RUNNING after kill -9)",
+        )
+    state, why = liveness.state_of(run)
+    if state == "live":  # checked again, under the run's lock, as it reopens
+        raise ConfigError(
+            "resume",
+            f"run {run_id} is still running ({why})",
+            "a run that ended (KILLED, FAILED), or a stale one: see tfdl runs",
         )
     return resolved_config(run), run
 

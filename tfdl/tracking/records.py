@@ -20,6 +20,7 @@ from mlflow.entities import Metric, RunTag
 
 from tfdl.config import flatten
 from tfdl.store import PROJECT, shared, tracking_uri
+from tfdl.tracking import liveness
 from tfdl.tracking.lifecycle import client, log_params
 
 # The thread that stores epoch metrics. Ours, not MLflow's async queue: ending a run shuts
@@ -39,7 +40,8 @@ def epoch_logger(run_id: str):
     def log(logs: dict, epoch: int) -> None:
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if _is_number(v)]
-        pending.append(_WRITER.submit(c.log_batch, run_id, metrics=metrics))
+        alive = [RunTag(liveness.HEARTBEAT, liveness.beat())]  # in the same write: free
+        pending.append(_WRITER.submit(c.log_batch, run_id, metrics=metrics, tags=alive))
 
     def wait() -> None:
         while pending:

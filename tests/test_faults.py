@@ -1,0 +1,108 @@
+"""Real faults under a run: a disk that fills up under the store's backups. A small tmpfs
+stands for the disk (mounting one needs root: skipped elsewhere)."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tfdl.callbacks.backup import _matches
+from tfdl.store import open_sqlite
+
+from .conftest import run_tfdl, start_tfdl
+from .test_cli import slow_pipeline, wait_for_epochs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_disk():
+    """Mount a tmpfs of a given size on a folder; unmounted after the test."""
+    mounted = []
+
+    def mount(folder, size):
+        folder.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+        mounted.append(folder)
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill(folder, leave: int) -> None:
+    """Fill the disk under `folder` up to `leave` bytes free, as another program might."""
+    free = shutil.disk_usage(folder).free
+    with open(folder / "other-program.bin", "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+
+
+def test_a_disk_full_under_the_backups_fails_the_run_in_one_line_and_it_resumes(
+    tmp_path, write_pipeline, small_disk
+):
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    small_disk(folder / "backups", "4m")
+    open_sqlite(uri)
+    proc = start_tfdl("train", slow_pipeline(write_pipeline, 8), uri=uri)
+    client = MlflowClient(uri)
+    run_id = wait_for_epochs(client, folder, 2).info.run_id
+    fill(folder / "backups", leave=256 << 10)  # room for a backup's file, not for the spare
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    (line,) = err.strip().splitlines()
+    assert "No space left" in line or "no room" in line, line
+    assert f"run {run_id} is marked FAILED" in line, line
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and "no room" in run.data.tags["tfdl.error"]
+    done = [m.step for m in client.get_metric_history(run_id, "loss")]
+    backup = folder / "backups" / run_id / "backup"
+    stamp = json.loads((backup / "training_metadata.json").read_text())
+    assert _matches(str(backup / "latest.weights.h5"), str(backup / "training_metadata.json"))
+    assert stamp["epoch"] <= len(done) < 8  # every backed-up epoch is a logged one
+
+    (folder / "backups" / "other-program.bin").unlink()  # the user makes room
+    out = run_tfdl("train", "--resume", run_id, env={"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr
+    assert client.get_run(run_id).info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run_id, "loss")]
+    assert steps == list(range(1, 9))  # each epoch once: nothing lost, nothing twice
+
+
+def test_a_torn_backup_is_never_restored_from(tmp_path):
+    """A weights file cut short (a full disk mid-write, kill -9): its epoch file no longer
+    vouches for it, and the previous pair is restored instead."""
+    import keras
+    import numpy as np
+
+    from tfdl.callbacks.backup import Backup
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((8, 3)), np.zeros((8, 2))
+    backup = Backup(str(tmp_path / "b"))
+    backup.set_model(model)
+    saved = []
+    for epoch in range(2):  # two epochs, each backed up as fit would
+        model.fit(x, y, epochs=1, verbose=0)
+        backup.on_epoch_end(epoch)
+        saved.append([w.copy() for w in model.get_weights()])
+    weights = tmp_path / "b" / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:100])  # torn
+    fresh = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    fresh.compile("sgd", "mse")
+    restored = Backup(str(tmp_path / "b"))
+    restored.set_model(fresh)
+    restored.on_train_begin()
+    assert fresh._initial_epoch == 1  # the previous pair: epoch 1, with its own weights
+    for got, want in zip(fresh.get_weights(), saved[0], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert _matches(str(weights), str(tmp_path / "b" / "training_metadata.json"))

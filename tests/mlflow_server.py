@@ -38,11 +38,29 @@ def post(url: str, payload: dict, timeout: float = 10):
 
 
 class Server:
-    """A running server: its base `url` and its REST API (2.0) read through urllib."""
+    """A running server: its base `url` and its REST API (2.0) read through urllib;
+    `stop()` and `start()` take it down and bring it back on the same port and store."""
 
-    def __init__(self, url: str, log: Path):
+    def __init__(self, url: str, log: Path, command=None, folder: Path | None = None):
         self.url = url
         self.log = log
+        self.command, self.folder, self.proc = command, folder, None
+
+    def start(self) -> None:
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                start_new_session=True,
+            )
+        _wait_until_up(self.proc, self.url, self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
 
     def api(self, endpoint: str, **query):
         return get(f"{self.url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}")
@@ -89,15 +107,14 @@ def mlflow_server(folder: Path):
         "--artifacts-destination",
         str(folder / "artifacts"),
     ]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True
-        )
+    folder.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    server = Server(url, log, command, folder)
     try:
-        _wait_until_up(proc, url, log)
-        yield Server(url, log)
+        server.start()
+        yield server
     finally:
-        _stop(proc)
+        server.stop()
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -312,3 +312,38 @@ def test_the_guard_leaves_an_ignored_signal_ignored():
     finally:
         signal.signal(signal.SIGINT, previous)
     assert held == signal.SIG_IGN  # and nothing was raised
+
+
+# ------------------------------------------------------------------- commands without runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [("evaluate", signal.SIGINT), ("predict", signal.SIGTERM)],
+    ids=["evaluate-SIGINT", "predict-SIGTERM"],
+)
+def test_evaluate_and_predict_interrupted_answer_in_one_line_and_change_nothing(
+    store, tmp_path, command, signum
+):
+    import numpy as np
+
+    from tfdl import train
+    from tfdl.config import validate
+
+    run = train(validate(TINY))
+    np.save(tmp_path / "rows.npy", np.zeros((3, 64)))
+    extra = ["--input", tmp_path / "rows.npy", "--output", tmp_path / "out.csv"]
+    args = [command, "--run-id", run.run_id, *(extra if command == "predict" else [])]
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(uri)
+    before = [(r.info.run_id, r.info.status) for r in all_runs(client)]
+    proc = start_tfdl(*args, uri=uri)
+    time.sleep(2.5)  # loading TensorFlow or the model: well before the answer
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("interrupted") and "nothing was recorded" in line, line
+    assert [(r.info.run_id, r.info.status) for r in all_runs(client)] == before
+    assert not (tmp_path / "out.csv").exists()

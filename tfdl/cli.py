@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--mark-stale", action="store_true", help="end the stale RUNNING runs KILLED, with why"
     )
+    r.add_argument(
+        "--upload", action="store_true", help="send what runs kept while the server was away"
+    )
 
     e = sub.add_parser("evaluate", help="metrics of a logged model on a split of its data")
     _model_source(e)
@@ -362,6 +365,12 @@ def _compare(args) -> int:
 def _runs(args) -> int:
     from tfdl.runs import mark_stale, runs_table
 
+    if args.upload:
+        from tfdl.tracking import lifecycle, outage
+
+        for run_id, epochs, ended in outage.upload(lifecycle.client()):
+            end = f" and its end ({ended})" if ended else ""
+            print(f"run {run_id}: sent {epochs} epoch{'s' * (epochs != 1)}{end}")
     table = runs_table(args.experiment, args.status)
     print(table.to_string(index=False) if len(table) else "no runs")
     if args.mark_stale:

@@ -138,6 +138,9 @@ class TrackingConfig(StrictModel):
     # A name in MLflow's model registry: each run's model becomes a new version of it.
     register_as: RegisteredName | None = None
     system_metrics: bool = False  # MLflow's CPU, memory and GPU samples, into the run
+    # How long a run waits for a tracking server that stopped answering before it fails
+    # (what it could not write is kept for tfdl runs --upload).
+    outage_wait_s: PositiveFloat = 300.0
 
 
 class PipelineConfig(StrictModel):

@@ -8,7 +8,7 @@ never touches MLflow itself.
 
 import contextlib
 
-from tfdl.tracking import liveness
+from tfdl.tracking import liveness, outage
 from tfdl.tracking.lifecycle import (
     endings,
     error_message,
@@ -61,6 +61,7 @@ def training_run(
     first; or run `resume_id` reopened. With `tracking.system_metrics`, MLflow samples
     CPU, memory and GPU into it meanwhile."""
     cfg = prepared.cfg
+    outage.configure(cfg.tracking.outage_wait_s)
     if resume_id is not None:
         opener, setup = reopened(resume_id), None
     else:
@@ -90,6 +91,7 @@ __all__ = [
     "has_metric",
     "history_frame",
     "liveness",
+    "outage",
     "load_model",
     "load_spec",
     "log_keras_model",

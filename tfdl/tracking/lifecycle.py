@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,12 +25,17 @@ from tfdl.config import flatten
 from tfdl.errors import ConfigError
 from tfdl.signals import signals_deferred
 from tfdl.store import artifact_root, open_sqlite, shared, tracking_uri
-from tfdl.tracking import liveness
+from tfdl.tracking import liveness, outage
 
 MAX_TAG = 5000  # MLflow caps tag values; an error message is cut to fit
 MAX_SLUG = 100  # characters of an experiment's name in its folder's (a file name: 255 bytes)
 # Creating a new store's tables is routine, not news: keep stderr for errors.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+# MLflow retries a request to a server that does not answer for minutes, silently (7
+# times, backing off to 2 min); tfdl's own retries of epochs say so (tracking/outage.py).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def client() -> MlflowClient:
@@ -100,16 +106,25 @@ def run_lifecycle(
 
 
 def _end(run_id: str, kind: str, status: str, reason=None, trace=None) -> None:
+    """End the run; a tracking server that does not answer gets the end kept for later
+    (tfdl runs --upload), and TrackingOutage says where."""
     c, saved = client(), False
     with signals_deferred():
-        if reason is not None:
-            c.set_tag(run_id, "tfdl.error", reason)
-        if trace is not None:
-            with contextlib.suppress(Exception):  # e.g. a full disk: the status matters more
-                c.log_text(run_id, trace, "error.txt")
-                saved = True
-        c.set_terminated(run_id, status)
-        liveness.release(run_id)
+        try:
+            if reason is not None:
+                c.set_tag(run_id, "tfdl.error", reason)
+            if trace is not None:
+                with contextlib.suppress(Exception):  # e.g. a full disk: the status matters
+                    c.log_text(run_id, trace, "error.txt")
+                    saved = True
+            c.set_terminated(run_id, status)
+        except Exception as err:
+            if not outage.is_outage(err):
+                raise
+            outage.keep(run_id, {"call": "end", "status": status, "reason": reason})
+            raise outage.TrackingOutage(outage.gave_up_message(run_id)) from None
+        finally:
+            liveness.release(run_id)
     _endings.append(Ending(run_id, kind, status, saved))
 
 

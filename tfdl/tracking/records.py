@@ -20,7 +20,7 @@ from mlflow.entities import Metric, RunTag
 
 from tfdl.config import flatten
 from tfdl.store import PROJECT, shared, tracking_uri
-from tfdl.tracking import liveness
+from tfdl.tracking import liveness, outage
 from tfdl.tracking.lifecycle import client, log_params
 
 # The thread that stores epoch metrics. Ours, not MLflow's async queue: ending a run shuts
@@ -41,7 +41,15 @@ def epoch_logger(run_id: str):
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if _is_number(v)]
         alive = [RunTag(liveness.HEARTBEAT, liveness.beat())]  # in the same write: free
-        pending.append(_WRITER.submit(c.log_batch, run_id, metrics=metrics, tags=alive))
+        # What the write carries, kept on disk if the tracking server stays away.
+        fields = ("key", "value", "timestamp", "step")
+        record = {
+            "call": "log_batch",
+            "metrics": [{f: getattr(m, f) for f in fields} for m in metrics],
+        }
+        record["tags"] = {t.key: t.value for t in alive}
+        write = (outage.patient, run_id, record, c.log_batch, run_id)
+        pending.append(_WRITER.submit(*write, metrics=metrics, tags=alive))
 
     def wait() -> None:
         while pending:

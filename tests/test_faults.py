@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from tfdl.callbacks.backup import _matches
 from tfdl.store import open_sqlite
 
-from .conftest import run_tfdl, start_tfdl
+from .conftest import TINY, run_tfdl, start_tfdl
 from .test_cli import slow_pipeline, wait_for_epochs
 
 pytestmark = pytest.mark.slow
@@ -106,3 +106,20 @@ def test_a_torn_backup_is_never_restored_from(tmp_path):
     for got, want in zip(fresh.get_weights(), saved[0], strict=True):
         np.testing.assert_array_equal(got, want)
     assert _matches(str(weights), str(tmp_path / "b" / "training_metadata.json"))
+
+
+def test_a_disk_full_under_the_artifacts_fails_the_run_in_one_line(
+    tmp_path, write_pipeline, small_disk
+):
+    """The model, pictures and history cannot be stored: FAILED with the reason, one line."""
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    open_sqlite(uri)
+    small_disk(folder / "artifacts", "64k")  # room for the config, not for the model
+    out = run_tfdl("train", write_pipeline(TINY), env={"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 1, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "No space left" in line and "is marked FAILED" in line, line
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    assert run.info.status == "FAILED" and "No space left" in run.data.tags["tfdl.error"]

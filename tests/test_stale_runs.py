@@ -12,6 +12,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tfdl.compare import compare
+from tfdl.store import open_sqlite
 from tfdl.tracking import liveness
 
 from .conftest import PROJECT, run_tfdl
@@ -22,7 +24,9 @@ HOLDER = textwrap.dedent(
     import signal, sys, time
     from tfdl.tracking import new_run, run_lifecycle
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # as the tfdl command does
+    from tfdl.tracking.lifecycle import client
     with run_lifecycle(new_run("jobs", name=sys.argv[1]), kind="training", interrupted="x") as r:
+        client().log_metric(r, "loss", 1.0, step=1)  # an epoch, as compare reads runs
         print(r, flush=True)
         time.sleep(600)
     """
@@ -57,6 +61,10 @@ def test_runs_tells_a_live_run_from_one_a_kill_left_and_marks_only_that_one(stor
         assert "stale" in rows[dead_id] and f"process {dead.pid}" in rows[dead_id]
         assert "live" in rows[alive_id] and "stale" not in rows[alive_id]
         assert "--mark-stale" in out.stdout
+        table, _ = compare(["jobs"])
+        table = table.set_index("run_id")
+        assert table.loc[dead_id, "status"] == "RUNNING (stale)"
+        assert table.loc[alive_id, "status"] == "RUNNING"
 
         out = run_tfdl("runs", "--mark-stale", env={"MLFLOW_TRACKING_URI": uri})
         assert out.returncode == 0, out.stderr
@@ -86,11 +94,14 @@ def test_a_run_from_another_machine_is_stale_once_its_heartbeat_is_old(monkeypat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("existing", [False, True], ids=["fresh-store", "existing-store"])
 def test_two_searches_of_one_file_at_once_the_second_is_refused_naming_the_first(
-    tmp_path, search_job
+    tmp_path, search_job, existing
 ):
-    """On a fresh store: the first runs its search; the second says which run has it."""
+    """The first runs its search; the second says which process has it."""
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    if existing:
+        open_sqlite(uri)
     path = search_job(epochs=40)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     tfdl = [sys.executable, "-m", "tfdl.cli", "tune", str(path)]

@@ -34,7 +34,9 @@ from tfdl.data.spec import DataSpec, Splits
 from tfdl.data.split import SCALERS, _summary, fit_text, keras_statistics, split_rows
 from tfdl.errors import ConfigError
 
-CHUNK_ROWS = 100_000  # rows pandas parses at a time
+# Rows pandas parses at a time: what preparing a streamed file holds at its peak (measured
+# on 100k rows of 21 columns: +109 MiB at 100k rows a chunk, +33 MiB at 10k).
+CHUNK_ROWS = 10_000
 HEAD_ROWS = 1_000  # rows read first, to find the columns before the chunks
 # Only an empty cell is a gap, as tf.data's reader sees it: "n/a" or "NA" in a numeric
 # column would make the reader fail mid-epoch, so they are non-numeric values here.

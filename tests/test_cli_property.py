@@ -99,10 +99,11 @@ def argv(draw):
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # tfdl tune --chief/--worker sets Keras Tuner's variables in this process: restored
+    # tfdl tune --chief/--worker sets Keras Tuner's variables in this process: removed
     # after the test, or a later search in this process would wait for workers.
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded as absent before: unset again afterwards
+        monkeypatch.delenv(name)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     monkeypatch.setattr(runtime, "import_tensorflow", _accept)
     monkeypatch.setattr(os, "execv", _mlflow_ui)  # tfdl ui would become the MLflow UI

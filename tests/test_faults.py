@@ -4,6 +4,7 @@ stands for the disk (mounting one needs root: skipped elsewhere)."""
 import json
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -123,3 +124,19 @@ def test_a_disk_full_under_the_artifacts_fails_the_run_in_one_line(
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id])
     assert run.info.status == "FAILED" and "No space left" in run.data.tags["tfdl.error"]
+
+
+def test_pictures_that_cannot_be_written_are_an_error_not_a_skipped_picture(tmp_path, small_disk):
+    import keras
+    import pandas as pd
+
+    from tfdl.pictures import run_pictures
+
+    out = tmp_path / "pictures"
+    small_disk(out, "64k")
+    fill(out, leave=0)
+    history = pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5], "val_loss": [1.1, 0.7]})
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    spec = SimpleNamespace(task="regression", input_shape=(2,), stream=None, table=False)
+    with pytest.raises(OSError):  # the learning curves, the first picture, hit the full disk
+        run_pictures(model, None, SimpleNamespace(spec=spec), history, out)

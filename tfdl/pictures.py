@@ -4,8 +4,10 @@
 per-epoch history; for classifiers the test confusion matrix, and for 2-D inputs the
 decision boundary; the first convolution layer's filters; every attention layer's per-head
 weights for two test inputs; a generated sample for language models; gradient norms per
-layer. Each picture is 640 x 480 pixels. A picture that fails is skipped with a
-`PictureWarning`: a drawing problem must not cost a finished training run.
+layer. Each picture is 640 x 480 pixels. A picture that fails to draw is skipped with a
+`PictureWarning`: a drawing problem must not cost a finished training run. A picture that
+cannot be written (a full disk, a folder gone) is an OSError like any other write: the
+run fails with it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def run_pictures(model, cfg, splits, history, out_dir: Path, *, seed: int = 0) -
     for name, job in jobs:
         try:
             written += job()
+        except OSError:
+            raise
         except Exception as err:  # noqa: BLE001 -- see the module docstring
             warnings.warn(f"picture {name!r} skipped: {err}", PictureWarning, stacklevel=2)
     return written

@@ -250,7 +250,7 @@ def test_the_stack_is_assembled_in_one_fixed_order(tmp_path):
         "FailOnNaN",
         "ReduceLROnPlateau",
         "EarlyStopping",
-        "ModelCheckpoint",
+        "Checkpoint",
         "MetricsLogger",
         "Backup",
     ]

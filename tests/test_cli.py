@@ -150,26 +150,24 @@ def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pip
     folder = tmp_path / "store"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     open_sqlite(uri)
-    proc = start_tfdl("train", slow_pipeline(write_pipeline, 20), uri=uri)
+    proc = start_tfdl("train", slow_pipeline(write_pipeline, 6), uri=uri)
     client = MlflowClient(uri)
     run = wait_for_epochs(client, folder, 2)
-    live = run_tfdl("train", "--resume", run.info.run_id, env={"MLFLOW_TRACKING_URI": uri})
-    assert live.returncode == 2 and "is still running" in live.stderr, live.stderr
     proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING
     proc.communicate(timeout=60)
     run_id = run.info.run_id
     assert client.get_run(run_id).info.status == "RUNNING"
     done = len(client.get_metric_history(run_id, "loss"))
-    assert 2 <= done < 20
+    assert 2 <= done < 6
 
     out = run_tfdl("train", "--resume", run_id, env={"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "tfdl.error" not in run.data.tags
     for key in ("loss", "val_loss", "learning_rate"):
-        assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(1, 21)), key
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3, 4, 5, 6], key
     history = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/history.csv")
-    assert len(history.strip().splitlines()) == 1 + 20
+    assert len(history.strip().splitlines()) == 1 + 6
     assert not (folder / "backups" / run_id).exists()  # finished: nothing left to resume
     assert len(client.search_runs([run.info.experiment_id])) == 1
 

@@ -60,6 +60,9 @@ def test_runs_tells_a_live_run_from_one_a_kill_left_and_marks_only_that_one(stor
         rows = {line.split()[0]: line for line in out.stdout.splitlines()[1:] if line.strip()}
         assert "stale" in rows[dead_id] and f"process {dead.pid}" in rows[dead_id]
         assert "live" in rows[alive_id] and "stale" not in rows[alive_id]
+        live = run_tfdl("train", "--resume", alive_id, env={"MLFLOW_TRACKING_URI": uri})
+        assert live.returncode == 2, live.stderr  # a live run is never taken over
+        assert f"run {alive_id} is still running (process {alive.pid}" in live.stderr
         assert "--mark-stale" in out.stdout
         table, _ = compare(["jobs"])
         table = table.set_index("run_id")

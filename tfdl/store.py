@@ -174,7 +174,12 @@ def _check_experiment(uri: str, name: str) -> None:
     """MLflow keeps a deleted experiment's name: a run cannot open an experiment of it."""
     from mlflow.tracking import MlflowClient
 
-    found = MlflowClient(uri).get_experiment_by_name(name)
+    # A store another tfdl process may be creating right now (it made the lock file
+    # first): its tables are read once that process is done with them.
+    db = sqlite_path(uri)
+    busy = db is not None and db.with_name(db.name + ".lock").exists()
+    with shared(uri) if busy else contextlib.nullcontext():
+        found = MlflowClient(uri).get_experiment_by_name(name)
     if found is not None and found.lifecycle_stage == "deleted":
         raise ConfigError(
             "tracking.experiment",

@@ -38,11 +38,14 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
-def client() -> MlflowClient:
+def client(write: bool = True) -> MlflowClient:
     """The store's client. MLflow's own `runs:/` URIs and artifact helpers resolve against
-    the global tracking URI, so it is pointed at the same store here, in one place."""
+    the global tracking URI, so it is pointed at the same store here, in one place. A
+    writer's sqlite store is readied first (made by one process at a time when new, WAL);
+    a reader (`write=False`) leaves the store's files as they are."""
     uri = tracking_uri()
-    open_sqlite(uri)  # a new store's tables are made by one process at a time
+    if write:
+        open_sqlite(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
 

@@ -25,7 +25,7 @@ def find_run(run_id: str, field: str = "run_id"):
     try:
         if not _store_exists():
             raise MlflowException("no store yet")
-        return client().get_run(run_id)
+        return client(write=False).get_run(run_id)
     except MlflowException:
         raise ConfigError(
             field, f"no run {run_id!r} in the store {tracking_uri()}", "a run id from `make ui`"
@@ -89,7 +89,7 @@ def load_model(run, uri: str | None = None, field: str = "run_id"):
     """The Keras model a run logged, or the registered version at `uri` (see find_model);
     ConfigError naming the setting `field` if there is none."""
     try:
-        client()  # `runs:/` and `models:/` resolve against the global URI
+        client(write=False)  # `runs:/` and `models:/` resolve against the global URI
         return mlflow.tensorflow.load_model(uri or run_model_uri(run))
     except (MlflowException, OSError):
         raise _no_model(run, uri, field) from None
@@ -134,7 +134,7 @@ def find_model(ref: str):
             f"no registered model {name!r}: the store {tracking_uri()} does not exist",
             "train a pipeline with tracking.register_as: NAME first",
         )
-    c = client()
+    c = client(write=False)
     try:
         model = c.get_registered_model(name)
     except MlflowException:
@@ -168,7 +168,7 @@ def model_inputs(run, uri: str | None = None, field: str = "run_id") -> list[dic
     """The inputs of the signature of the model `load_model` would load, as plain dicts
     (`type`, `name`, `tensor-spec` with dtype and shape); None when it has no signature."""
     try:
-        client()
+        client(write=False)
         signature = mlflow.models.get_model_info(uri or run_model_uri(run)).signature
     except (MlflowException, OSError):
         raise _no_model(run, uri, field) from None
@@ -177,18 +177,18 @@ def model_inputs(run, uri: str | None = None, field: str = "run_id") -> list[dic
 
 def logged_epochs(run_id: str) -> int:
     """How many epochs a run has logged (its last `loss` step)."""
-    return max((m.step for m in client().get_metric_history(run_id, "loss")), default=0)
+    return max((m.step for m in client(write=False).get_metric_history(run_id, "loss")), default=0)
 
 
 def has_metric(run_id: str, key: str) -> bool:
-    return key in client().get_run(run_id).data.metrics
+    return key in client(write=False).get_run(run_id).data.metrics
 
 
 def history_frame(run_id: str, keys):
     """Per-epoch metrics as MLflow holds them: all epochs, also across a resume."""
     import pandas as pd
 
-    c = client()
+    c = client(write=False)
     columns = {key: {m.step: m.value for m in c.get_metric_history(run_id, key)} for key in keys}
     frame = pd.DataFrame(columns).sort_index()
     frame.index.name = "epoch"
@@ -210,7 +210,7 @@ def runs_frame(experiments: list[str] | None = None, filter_string: str | None =
             f"no runs yet: the store {tracking_uri()} does not exist",
             "train a pipeline first",
         )
-    names = {e.name: e.experiment_id for e in client().search_experiments()}
+    names = {e.name: e.experiment_id for e in client(write=False).search_experiments()}
     wanted = list(names) if not experiments else list(dict.fromkeys(experiments))
     for name in wanted:
         if name not in names:
@@ -239,7 +239,7 @@ def runs_frame(experiments: list[str] | None = None, filter_string: str | None =
 def metric_histories(run_ids, key: str) -> dict[str, list[tuple[int, float]]]:
     """Each run's history of metric `key` as (step, value) pairs sorted by step; a run
     that never logged it maps to []. A step logged twice (a resume) keeps its last value."""
-    c = client()
+    c = client(write=False)
     out = {}
     for run_id in run_ids:
         points = {}

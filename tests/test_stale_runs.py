@@ -105,7 +105,7 @@ def test_two_searches_of_one_file_at_once_the_second_is_refused_naming_the_first
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     if existing:
         open_sqlite(uri)
-    path = search_job(epochs=40)
+    path = search_job(batch_size=8, epochs=30)  # long enough for both to meet
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     tfdl = [sys.executable, "-m", "tfdl.cli", "tune", str(path)]
     first = subprocess.Popen(tfdl, cwd=PROJECT, env=env, text=True, stderr=subprocess.PIPE)

@@ -41,3 +41,12 @@ def test_a_shipped_pipeline_builds(path, tmp_path):
     model = build(p)
     assert isinstance(model, keras.Model) and model.optimizer is not None
     assert cfg.model.arch in path.read_text() and cfg.description  # `tfdl list` shows it
+
+
+def test_every_architecture_has_a_shipped_pipeline():
+    import yaml
+
+    from tfdl.models.schema import ARCHITECTURES
+
+    shipped = {yaml.safe_load(p.read_text())["model"]["arch"] for p in PIPELINES}
+    assert set(ARCHITECTURES) - shipped == set()

@@ -56,7 +56,7 @@ def compare(
     # Epochs come from the loss, which every training logs per epoch, so they are right
     # also for a metric logged once (a test metric).
     losses = histories if metric == "loss" else tracking.metric_histories(frame["run_id"], "loss")
-    names = _run_names(frame)
+    names = run_names(frame)
     best = max if direction(metric) == "max" else min
 
     table = pd.DataFrame({"run": names})
@@ -111,7 +111,7 @@ def _pick_metric(frame: pd.DataFrame, metric: str | None) -> str:
     return metric
 
 
-def _run_names(frame: pd.DataFrame) -> list[str]:
+def run_names(frame: pd.DataFrame) -> list[str]:
     """Run names, made unique with the run id's start where several runs share one."""
     raw = frame.get("tags.mlflow.runName", pd.Series([None] * len(frame)))
     names = [

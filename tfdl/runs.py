@@ -11,6 +11,7 @@ import time
 import pandas as pd
 
 from tfdl import tracking
+from tfdl.compare import run_names
 from tfdl.tracking import liveness
 
 COLUMNS = ["run_id", "experiment", "run", "kind", "status", "age", "state", "owner"]
@@ -34,7 +35,7 @@ def runs_table(experiments: list[str] | None = None, status: str | None = None) 
         {
             "run_id": frame["run_id"],
             "experiment": frame["experiment"],
-            "run": column("tags.mlflow.runName"),
+            "run": run_names(frame),
             "kind": column("tags.tfdl.kind", "training"),
             "status": frame["status"],
             "age": [_age(now - t.timestamp()) for t in starts],

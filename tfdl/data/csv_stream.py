@@ -81,7 +81,7 @@ def load_streamed(cfg: Csv, seed: int) -> Splits:
     stratified = task != "regression"
     rows = [np.sort(r).astype(np.int64) for r in split_rows(y, cfg, seed, stratified)]
     kinds = {c: category_kind("int64" if integer[c] else "string", cfg) for c in cfg.categorical}
-    spec, info = _fit(cfg, base.spec, features, kinds, rows[0], n)
+    spec, info = _fit(cfg, base.spec, features, kinds, rows[0], n, list(head.columns))
     info |= {"n_train": len(rows[0]), "n_val": len(rows[1]), "n_test": len(rows[2])}
     info |= {"seed": int(seed), "streamed_rows": n}
     y = base.y
@@ -101,7 +101,7 @@ def _check(chunk: pd.DataFrame, cfg: Csv) -> None:
             )
 
 
-def _fit(cfg: Csv, spec: DataSpec, features, kinds, train: np.ndarray, n: int):
+def _fit(cfg: Csv, spec: DataSpec, features, kinds, train: np.ndarray, n: int, header):
     """The spec of the streamed rows, with the statistics fitted on the training rows: the
     gaps' fill, the scaling, each category's values, the text's vocabulary."""
     is_train = np.zeros(n, dtype=bool)
@@ -141,7 +141,7 @@ def _fit(cfg: Csv, spec: DataSpec, features, kinds, train: np.ndarray, n: int):
         None if cfg.fill_missing == "none" else {"how": cfg.fill_missing, "values": fill.tolist()}
     )
     text = _fit_text(cfg, training_chunks) if cfg.text else None
-    columns = _columns(cfg, features, kinds)
+    columns = _columns(cfg, features, kinds, header)
     stream = {"kind": "csv", "path": str(Path(cfg.path).resolve()), "rows": n, "columns": columns}
     stream["cache"] = cfg.cache
     fitted = dict(normalizer=normalizer, fill=fills, categorical=categorical or None, stream=stream)
@@ -167,10 +167,9 @@ def _fit_text(cfg: Csv, training_chunks) -> dict:
     return fit_text(texts, cfg)
 
 
-def _columns(cfg: Csv, features, kinds) -> list:
+def _columns(cfg: Csv, features, kinds, header: list[str]) -> list:
     """[name, column number, type, role] of each column the model reads, in file order
     (tf.data's reader takes its columns in that order)."""
-    header = list(pd.read_csv(cfg.path, nrows=0).columns)
     roles = [(f, "float32", "feature") for f in features]
     roles += [(c, kind["dtype"], "category") for c, kind in kinds.items()]
     roles += [(cfg.text, "string", "text")] if cfg.text else []

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import mlflow
-from mlflow.entities import Param
+from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from tfdl.config import flatten
@@ -180,8 +180,8 @@ def reopened(run_id: str, field: str = "resume", allowed: str | None = None) -> 
         run = c.get_run(run_id)
         liveness.claim(run, field, allowed)
         c.update_run(run_id, status="RUNNING")
-        for key, value in liveness.owner_tags().items():
-            c.set_tag(run_id, key, value)
+        owner = [RunTag(k, v) for k, v in liveness.owner_tags().items()]
+        c.log_batch(run_id, tags=owner)
         for key in ("tfdl.error", liveness.STALE_REASON):
             if key in run.data.tags:
                 c.delete_tag(run_id, key)

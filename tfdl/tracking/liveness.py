@@ -53,26 +53,23 @@ def hold(key: str, with_run: str | None = None) -> bool:
     lock that cannot be made at all leaves the heartbeat alone to tell: True)."""
     if fcntl is None:
         return True
-    if key in _held:  # this process holds it already
-        if with_run is not None:
-            _along.setdefault(with_run, []).append(key)
-        return True
-    path = _lock_file(key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(path, "a")  # noqa: SIM115 (held open while the run lives)
-    except OSError:
-        return True
-    try:
-        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        file.close()
-        return False
-    with contextlib.suppress(OSError):  # who holds it, for whoever is refused
-        file.truncate(0)
-        file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-        file.flush()
-    _held[key] = file
+    if key not in _held:
+        path = _lock_file(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = open(path, "a")  # noqa: SIM115 (held open while the run lives)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.close()
+            return False
+        with contextlib.suppress(OSError):  # who holds it, for whoever is refused
+            file.truncate(0)
+            file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            file.flush()
+        _held[key] = file
     if with_run is not None:
         _along.setdefault(with_run, []).append(key)
     return True
@@ -145,17 +142,26 @@ def state_of(run) -> tuple[str, str]:
     return liveness(run.info.run_id, run.info.status, run.data.tags, run.info.start_time)
 
 
-def claim(run, field: str = "resume", allowed: str | None = None) -> None:
-    """Take the lock of `run` (an MLflow Run) to continue it, or refuse, naming the setting
-    `field`, while it still lives in another process."""
-    run_id = run.info.run_id
+def refuse_if_live(run, field: str = "resume", allowed: str | None = None) -> None:
+    """A ConfigError naming the setting `field` while `run` lives in another process."""
     state, why = state_of(run)
-    if state == "live" or not hold(run_id):
-        raise ConfigError(
-            field,
-            f"run {run_id} is still running ({why or 'its lock is held'})",
-            allowed or "a run that ended (KILLED, FAILED), or a stale one: see tfdl runs",
-        )
+    if state == "live":
+        raise _still_running(run.info.run_id, why, field, allowed)
+
+
+def claim(run, field: str = "resume", allowed: str | None = None) -> None:
+    """Take the lock of `run` (an MLflow Run) to continue it, or refuse (`refuse_if_live`)."""
+    refuse_if_live(run, field, allowed)
+    if not hold(run.info.run_id):  # taken meanwhile
+        raise _still_running(run.info.run_id, "its lock is held", field, allowed)
+
+
+def _still_running(run_id: str, why: str, field: str, allowed: str | None) -> ConfigError:
+    return ConfigError(
+        field,
+        f"run {run_id} is still running ({why})",
+        allowed or "a run that ended (KILLED, FAILED), or a stale one: see tfdl runs",
+    )
 
 
 def frame_states(frame) -> list[tuple[str, str]]:

@@ -45,13 +45,7 @@ def resumable(run_id: str):
             f"run {run_id} already FINISHED",
             "a run that was interrupted (KILLED, or RUNNING after kill -9)",
         )
-    state, why = liveness.state_of(run)
-    if state == "live":  # checked again, under the run's lock, as it reopens
-        raise ConfigError(
-            "resume",
-            f"run {run_id} is still running ({why})",
-            "a run that ended (KILLED, FAILED), or a stale one: see tfdl runs",
-        )
+    liveness.refuse_if_live(run)  # before TensorFlow loads; again, locked, as it reopens
     return resolved_config(run), run
 
 

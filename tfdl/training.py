@@ -56,23 +56,33 @@ def build(p: Prepared) -> keras.Model:
 
 
 def fit(model, p: Prepared, *, callbacks=(), epochs=None, initial_epoch=0, **stack_kwargs):
-    """model.fit over the prepared tf.data splits with the callback stack, then the
-    caller's `callbacks`; returns (history, stack). `stack_kwargs` go to build_callbacks
-    (no `log`: nothing is tracked; no `run_dir`: no backup)."""
+    """model.fit (or the lecture's loop, `train.loop: custom`) over the prepared tf.data
+    splits with the callback stack, then the caller's `callbacks`; returns (history,
+    stack). `stack_kwargs` go to build_callbacks (no `log`: nothing is tracked; no
+    `run_dir`: no backup)."""
     t, health = p.cfg.train, p.cfg.callbacks.gradient_health
     probe = p.probe(health.batch_size) if health else None
     stack = build_callbacks(p.cfg.callbacks, probe=probe, **stack_kwargs)
-    history = model.fit(
-        # Not repeated with steps_per_epoch: Keras then runs whole steps_per_execution
-        # blocks, and an epoch whose steps they do not divide would run past its end.
-        p.dataset("train"),
+    run = dict(
         validation_data=p.dataset("val"),
         epochs=epochs or t.epochs,
         initial_epoch=initial_epoch,
         callbacks=[*stack.callbacks, *callbacks],
         verbose=t.verbose,
-        shuffle=False,  # the tf.data pipeline shuffles the training split itself
     )
+    if t.loop == "custom":
+        from tfdl.gradient_descent import gradient_descent
+
+        metrics = dict(metric_names=t.metrics, task=p.spec.task, one_hot=p.one_hot)
+        steps = p.steps_per_epoch
+        history = gradient_descent(
+            model, p.dataset("train"), **run, **metrics, steps_per_epoch=steps
+        )
+        return history, stack
+    # Not repeated with steps_per_epoch: Keras then runs whole steps_per_execution
+    # blocks, and an epoch whose steps they do not divide would run past its end.
+    # shuffle=False: the tf.data pipeline shuffles the training split itself.
+    history = model.fit(p.dataset("train"), **run, shuffle=False)
     return history, stack
 
 

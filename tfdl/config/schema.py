@@ -128,6 +128,9 @@ class TrainConfig(StrictModel):
     # set from measurement: see benchmarks/results/speed.md.
     steps_per_execution: PositiveInt | Literal["auto"] = "auto"
     jit_compile: bool | Literal["auto"] = "auto"
+    # fit: Keras's model.fit. custom: the lecture's loop written out (tfdl.gradient_descent):
+    # a GradientTape step per batch, same data, metrics, callbacks and records.
+    loop: Literal["fit", "custom"] = "fit"
 
 
 class TrackingConfig(StrictModel):

@@ -5,8 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+
+from tfdl.data.spec import DataSpec
 
 PROJECT = Path(__file__).resolve().parent.parent
 TFDL = [sys.executable, "-m", "tfdl.cli"]  # the console script, run by this interpreter
@@ -125,3 +128,30 @@ DIVERGING = {
     "train": {"epochs": 3, "verbose": 0, "optimizer": {"name": "sgd", "learning_rate": 1e6}},
     "tracking": {"experiment": "test"},
 }
+
+
+# ------------------------------------------------------------------- data for model builders
+
+# A character language model's data: ids over 7 characters, windows of 12.
+LM_SPEC = DataSpec(
+    input_shape=(12,), task="language_model", num_classes=7, vocabulary=tuple("abcdefg")
+)
+
+
+def data_spec(shape, task="multiclass"):
+    """The DataSpec of a supervised task on inputs of `shape`: 2 classes when binary, else 10."""
+    return DataSpec(input_shape=shape, task=task, num_classes=2 if task == "binary" else 10)
+
+
+def random_inputs(shape, n=4, seed=0):
+    """`n` float32 samples of `shape` drawn from N(0, 1)."""
+    return np.random.default_rng(seed).normal(size=(n, *shape)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def date_data():
+    """64 dates in assorted written formats paired with their ISO form: seq2seq data."""
+    from tfdl.data import dates
+    from tfdl.data.schema import Dates
+
+    return dates.load_dates(Dates(source="dates", n_samples=64), seed=3)

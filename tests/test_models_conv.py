@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-from tfdl.data.spec import DataSpec
 from tfdl.errors import ConfigError
 from tfdl.layers import ScheduledDropout
 from tfdl.models import build_model
@@ -13,14 +12,12 @@ from tfdl.models.cnn import build_cnn1d, build_cnn2d
 from tfdl.models.resnet import build_resnet
 from tfdl.models.schema import ARCHITECTURES, Augmentation
 
+from .conftest import data_spec, random_inputs
+
 IMAGES = (8, 8, 1)
 SEQUENCE = (40, 2)
 FLAT = (40,)
 AUGMENT = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1, "translation": 0.1}
-
-
-def spec(shape, task="multiclass"):
-    return DataSpec(input_shape=shape, task=task, num_classes=2 if task == "binary" else 10)
 
 
 def layers_of(model, kind):
@@ -31,19 +28,15 @@ def convs(model):
     return layers_of(model, keras.layers.Conv2D) + layers_of(model, keras.layers.Conv1D)
 
 
-def batch(shape, n=4, seed=0):
-    return np.random.default_rng(seed).normal(size=(n, *shape)).astype("float32")
-
-
 # ------------------------------------------------------------------------------- shapes
 
 
 BUILDS = {
-    "cnn2d": lambda s: build_cnn2d(spec(IMAGES, s)),
-    "cnn1d_channels": lambda s: build_cnn1d(spec(SEQUENCE, s)),
-    "cnn1d_flat": lambda s: build_cnn1d(spec(FLAT, s)),
-    "resnet2d": lambda s: build_resnet(spec(IMAGES, s), stages=[8], stem_filters=8),
-    "resnet1d": lambda s: build_resnet(spec(FLAT, s), stages=[8], stem_filters=8),
+    "cnn2d": lambda s: build_cnn2d(data_spec(IMAGES, s)),
+    "cnn1d_channels": lambda s: build_cnn1d(data_spec(SEQUENCE, s)),
+    "cnn1d_flat": lambda s: build_cnn1d(data_spec(FLAT, s)),
+    "resnet2d": lambda s: build_resnet(data_spec(IMAGES, s), stages=[8], stem_filters=8),
+    "resnet1d": lambda s: build_resnet(data_spec(FLAT, s), stages=[8], stem_filters=8),
 }
 
 
@@ -57,12 +50,12 @@ def test_output_follows_the_task(build, task, units, activation):
     assert model.output_shape == (None, units)
     assert model.get_layer("output").activation.__name__ == activation
     shape = model.input_shape[1:]
-    assert model(batch(shape), training=False).shape == (4, units)
+    assert model(random_inputs(shape), training=False).shape == (4, units)
 
 
 def test_build_model_uses_the_schema():
     for arch, shape in (("cnn2d", IMAGES), ("cnn1d", FLAT), ("resnet", SEQUENCE)):
-        model = build_model(ARCHITECTURES[arch](arch=arch), spec(shape))
+        model = build_model(ARCHITECTURES[arch](arch=arch), data_spec(shape))
         assert model.name == arch and model.output_shape == (None, 10)
 
 
@@ -71,7 +64,7 @@ def test_build_model_uses_the_schema():
 
 def test_cnn2d_blocks_filters_kernels_strides_take_effect():
     model = build_cnn2d(
-        spec((16, 16, 3)),
+        data_spec((16, 16, 3)),
         filters=[4, 8, 16],
         kernel_size=[5, 3, 1],
         strides=[1, 2, 1],
@@ -98,7 +91,12 @@ def test_cnn2d_blocks_filters_kernels_strides_take_effect():
 
 def test_cnn2d_without_pooling_batch_norm_or_dropout():
     model = build_cnn2d(
-        spec(IMAGES), filters=[4, 4], pool="none", batch_norm=False, dropout=0.0, activation="tanh"
+        data_spec(IMAGES),
+        filters=[4, 4],
+        pool="none",
+        batch_norm=False,
+        dropout=0.0,
+        activation="tanh",
     )
     assert not layers_of(model, keras.layers.MaxPooling2D)
     assert not layers_of(model, keras.layers.BatchNormalization)
@@ -110,23 +108,23 @@ def test_cnn2d_without_pooling_batch_norm_or_dropout():
 
 def test_pooling_never_shrinks_a_small_image_below_one_pixel():
     """8x8 digits: three 2x2 pools reach 1x1, a fourth and fifth block must still build."""
-    model = build_cnn2d(spec(IMAGES), filters=[4, 4, 4, 4, 4])
+    model = build_cnn2d(data_spec(IMAGES), filters=[4, 4, 4, 4, 4])
     assert [p.output.shape[1:3] for p in layers_of(model, keras.layers.MaxPooling2D)] == [
         (4, 4),
         (2, 2),
         (1, 1),
     ]
     assert model.get_layer("flatten").output.shape == (None, 4)
-    odd = build_cnn2d(spec((5, 3, 1)), filters=[4, 4, 4], pool_size=3)
+    odd = build_cnn2d(data_spec((5, 3, 1)), filters=[4, 4, 4], pool_size=3)
     assert odd.get_layer("flatten").output.shape == (None, 4)  # 5x3 -> 2x1 -> 1x1
-    assert odd(batch((5, 3, 1))).shape == (4, 10)
+    assert odd(random_inputs((5, 3, 1))).shape == (4, 10)
 
 
 def test_cnn2d_rejects_flat_input_with_a_hint():
     with pytest.raises(ValueError, match="as_images: true"):
-        build_cnn2d(spec((64,)))
+        build_cnn2d(data_spec((64,)))
     with pytest.raises(ValueError, match="height, width, channels"):
-        build_cnn2d(spec(SEQUENCE))
+        build_cnn2d(data_spec(SEQUENCE))
 
 
 def test_flat_input_is_a_config_error_in_a_run():
@@ -137,14 +135,14 @@ def test_flat_input_is_a_config_error_in_a_run():
     from tfdl.training import build
 
     cfg = validate({"data": {"source": "digits"}, "model": {"arch": "cnn2d"}})
-    flat = spec((64,))
+    flat = data_spec((64,))
     splits = Splits(None, np.zeros(64), None, None, None, None, flat)  # building needs no data
     with pytest.raises(ConfigError, match="as_images"):
         build(Prepared(resolve(cfg, flat), splits))
 
 
 def test_cnn1d_reads_a_flat_vector_as_a_sequence():
-    model = build_cnn1d(spec(FLAT), filters=[4, 8], strides=[2, 1])
+    model = build_cnn1d(data_spec(FLAT), filters=[4, 8], strides=[2, 1])
     assert model.get_layer("as_sequence").output.shape == (None, 40, 1)
     conv = convs(model)
     assert all(isinstance(c, keras.layers.Conv1D) for c in conv)
@@ -156,13 +154,13 @@ def test_cnn1d_reads_a_flat_vector_as_a_sequence():
 
 
 def test_cnn1d_keeps_channels_and_rejects_images():
-    model = build_cnn1d(spec(SEQUENCE), kernel_size=[7, 3])
+    model = build_cnn1d(data_spec(SEQUENCE), kernel_size=[7, 3])
     assert convs(model)[0].kernel.shape == (7, 2, 32)
     assert convs(model)[1].kernel_size == (3,)
     with pytest.raises(ValueError, match="sequences"):
-        build_cnn1d(spec(IMAGES))
+        build_cnn1d(data_spec(IMAGES))
     with pytest.raises(ValueError, match="kernel_size lists 3 values for 2"):
-        build_cnn1d(spec(FLAT), kernel_size=[3, 3, 3])
+        build_cnn1d(data_spec(FLAT), kernel_size=[3, 3, 3])
 
 
 # ------------------------------------------------------------------------------- ResNet
@@ -173,7 +171,7 @@ def names(model, suffix):
 
 
 def test_resnet_add_layers_and_projections_where_shapes_change():
-    model = build_resnet(spec(IMAGES), stem_filters=8, stages=[8, 16, 16], blocks_per_stage=2)
+    model = build_resnet(data_spec(IMAGES), stem_filters=8, stages=[8, 16, 16], blocks_per_stage=2)
     assert len(layers_of(model, keras.layers.Add)) == 3 * 2
     # width 8 -> 16 and stride 2 at stage 2; stride 2 alone at stage 3; identity elsewhere
     assert names(model, "_projection") == ["stage2_block1", "stage3_block1"]
@@ -186,7 +184,7 @@ def test_resnet_add_layers_and_projections_where_shapes_change():
     assert model.get_layer("stage3_block2_add").output.shape == (None, 2, 2, 16)
     assert layers_of(model, keras.layers.GlobalAveragePooling2D)
 
-    wider = build_resnet(spec(IMAGES), stem_filters=4, stages=[8], blocks_per_stage=3)
+    wider = build_resnet(data_spec(IMAGES), stem_filters=4, stages=[8], blocks_per_stage=3)
     assert names(wider, "_projection") == ["stage1_block1"]  # the stem is narrower
     assert wider.get_layer("stage1_block1_projection").strides == (1, 1)
     assert len(layers_of(wider, keras.layers.Add)) == 3
@@ -194,27 +192,27 @@ def test_resnet_add_layers_and_projections_where_shapes_change():
 
 def test_resnet_identity_skip_adds_the_block_input():
     """y = ReLU(F(x) + x): the add layer's second input is the previous block's output."""
-    model = build_resnet(spec(IMAGES), stem_filters=8, stages=[8], blocks_per_stage=1)
+    model = build_resnet(data_spec(IMAGES), stem_filters=8, stages=[8], blocks_per_stage=1)
     add = model.get_layer("stage1_block1_add")
     sources = [t._keras_history.operation.name for t in add.input]
     assert sources == ["stage1_block1_bn2", "stem_relu"]
 
 
 def test_resnet_strides_clamp_on_tiny_inputs():
-    model = build_resnet(spec((2, 2, 1)), stem_filters=8, stages=[8, 8, 8], blocks_per_stage=1)
+    model = build_resnet(data_spec((2, 2, 1)), stem_filters=8, stages=[8, 8, 8], blocks_per_stage=1)
     # stage 2 halves 2x2 to 1x1 (a projection); stage 3 has nothing left to halve (identity)
     assert names(model, "_projection") == ["stage2_block1"]
     assert model.get_layer("stage3_block1_conv1").strides == (1, 1)
     assert model.get_layer("stage3_block1_add").output.shape == (None, 1, 1, 8)
-    strip = build_resnet(spec((1, 8, 1)), stages=[8, 8])
+    strip = build_resnet(data_spec((1, 8, 1)), stages=[8, 8])
     assert strip.get_layer("stage2_block1_conv1").strides == (1, 2)
-    assert model(batch((2, 2, 1))).shape == (4, 10)
+    assert model(random_inputs((2, 2, 1))).shape == (4, 10)
 
 
 def test_plain_net_is_the_same_net_without_skips():
     kwargs = {"stem_filters": 8, "stages": [8, 16], "blocks_per_stage": 2}
-    resnet = build_resnet(spec(IMAGES), **kwargs)
-    plain = build_resnet(spec(IMAGES), residual=False, **kwargs)
+    resnet = build_resnet(data_spec(IMAGES), **kwargs)
+    plain = build_resnet(data_spec(IMAGES), residual=False, **kwargs)
     assert plain.name == "plain_net" and not layers_of(plain, keras.layers.Add)
     assert not names(plain, "_projection")
     main_path = [c.name for c in convs(resnet) if not c.name.endswith("_projection")]
@@ -225,17 +223,17 @@ def test_plain_net_is_the_same_net_without_skips():
 
 
 def test_resnet_dimension_follows_the_input_rank():
-    image = build_resnet(spec(IMAGES), stages=[8])
+    image = build_resnet(data_spec(IMAGES), stages=[8])
     assert convs(image) and all(isinstance(c, keras.layers.Conv2D) for c in convs(image))
     for shape in (FLAT, SEQUENCE):
-        seq = build_resnet(spec(shape), stages=[8, 8], dropout=0.5)
+        seq = build_resnet(data_spec(shape), stages=[8, 8], dropout=0.5)
         assert all(isinstance(c, keras.layers.Conv1D) for c in convs(seq))
         assert seq.get_layer("stage2_block1_conv1").strides == (2,)
         assert seq.get_layer("stage2_block2_add").output.shape == (None, 20, 8)
         assert seq.get_layer("dropout").rate == 0.5
-    assert build_resnet(spec(FLAT)).get_layer("as_sequence").output.shape == (None, 40, 1)
+    assert build_resnet(data_spec(FLAT)).get_layer("as_sequence").output.shape == (None, 40, 1)
     with pytest.raises(ValueError, match="augment"):
-        build_resnet(spec(FLAT), augment={"rotation": 0.1})
+        build_resnet(data_spec(FLAT), augment={"rotation": 0.1})
 
 
 # ------------------------------------------------------------------------------- augmentation
@@ -260,12 +258,12 @@ def test_augmentation_layers_follow_the_config():
 def test_augmentation_acts_in_training_only():
     """Same weights, with and without augmentation: equal in inference, different in training."""
     keras.utils.set_random_seed(0)
-    plain = build_cnn2d(spec(IMAGES), filters=[4], dense_units=[], dropout=0.0)
+    plain = build_cnn2d(data_spec(IMAGES), filters=[4], dense_units=[], dropout=0.0)
     augmented = build_cnn2d(
-        spec(IMAGES), filters=[4], dense_units=[], dropout=0.0, augment={"rotation": 0.2}
+        data_spec(IMAGES), filters=[4], dense_units=[], dropout=0.0, augment={"rotation": 0.2}
     )
     augmented.set_weights(plain.get_weights())
-    x = batch(IMAGES, n=8)
+    x = random_inputs(IMAGES, n=8)
     np.testing.assert_allclose(augmented(x, training=False), plain(x, training=False), atol=1e-6)
     assert not np.allclose(augmented(x, training=True), plain(x, training=True), atol=1e-3)
 
@@ -277,11 +275,11 @@ def test_augmentation_acts_in_training_only():
 @pytest.mark.parametrize("builder", [build_cnn2d, build_resnet])
 def test_save_and_load_keras_with_augmentation(builder, tmp_path):
     kwargs = {"stages": [4], "stem_filters": 4} if builder is build_resnet else {"filters": [4]}
-    model = builder(spec(IMAGES), augment=AUGMENT, **kwargs)
+    model = builder(data_spec(IMAGES), augment=AUGMENT, **kwargs)
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    x = batch(IMAGES)
+    x = random_inputs(IMAGES)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     assert [type(la).__name__ for la in loaded.get_layer("augmentation").layers] == [
         type(la).__name__ for la in model.get_layer("augmentation").layers
@@ -316,7 +314,7 @@ def bump_data(shape, n=256, seed=0):
 def test_a_short_fit_reduces_the_loss(builder, shape, kwargs):
     keras.utils.set_random_seed(1)
     x, y = bump_data(shape)
-    model = builder(spec(shape, "binary"), **kwargs)
+    model = builder(data_spec(shape, "binary"), **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy")
 
     def loss():  # on the whole set, batch norm on batch statistics as in training

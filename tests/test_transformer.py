@@ -14,10 +14,10 @@ from tfdl.data.split import load_splits
 from tfdl.errors import ConfigError
 from tfdl.models import transformer as tr
 
+from .conftest import LM_SPEC
+
 TINY = dict(d_model=16, num_heads=2, ff_dim=32, dropout=0.0)
 SEQUENCE = DataSpec(input_shape=(40, 1), task="multiclass", num_classes=10)
-CHARS = tuple("abcdefg")
-LM = DataSpec(input_shape=(12,), task="language_model", num_classes=7, vocabulary=CHARS)
 
 
 def rng():
@@ -27,11 +27,6 @@ def rng():
 def build(builder, spec, seed=0, **hp):
     keras.utils.set_random_seed(seed)
     return builder(spec, **{**TINY, **hp})
-
-
-@pytest.fixture(scope="module")
-def date_data():
-    return dates.load_dates(Dates(source="dates", n_samples=64), seed=3)
 
 
 def seq2seq(spec, **hp):
@@ -96,7 +91,7 @@ def test_pooling_reads_the_mean_or_the_cls_position(pooling):
 
 @pytest.mark.parametrize("impl", ["keras", "scratch"])
 def test_decoder_lm_shapes_and_causality(impl):
-    model = build(tr.build_transformer_decoder, LM, impl=impl, num_layers=2)
+    model = build(tr.build_transformer_decoder, LM_SPEC, impl=impl, num_layers=2)
     assert attention_names(model) == ["decoder_0_self_attention", "decoder_1_self_attention"]
     x = rng().integers(0, 7, size=(2, 12)).astype("int32")
     probs = model(x).numpy()
@@ -159,7 +154,7 @@ def test_encoder_padding_is_masked(date_data, impl):
 
 CASES = {
     "encoder": (tr.build_transformer_encoder, SEQUENCE, dict(patch_size=4, pooling="cls")),
-    "decoder": (tr.build_transformer_decoder, LM, {}),
+    "decoder": (tr.build_transformer_decoder, LM_SPEC, {}),
     "seq2seq": (tr.build_transformer_seq2seq, None, {}),
 }
 

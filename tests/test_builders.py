@@ -1,6 +1,7 @@
 """Every registered architecture, each `impl` it offers: its defaults build a model whose
 output fits each task it takes, `impl: scratch` swaps in the lecture's layers, a few
-optimizer steps fit a small batch, and a .keras file predicts what the model did.
+optimizer steps fit a small batch (by fit and by the lecture's loop), and a .keras file
+predicts what the model did.
 
 Parametrised over the registry itself, so a newly registered builder is checked too.
 """
@@ -11,10 +12,12 @@ from typing import get_args
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from tfdl.compile import resolve
+from tfdl.compile import TASK_METRICS, make_metrics, resolve
 from tfdl.config import validate
 from tfdl.data.spec import take
+from tfdl.gradient_descent import gradient_descent
 from tfdl.models import build_model
 from tfdl.models.schema import ARCHITECTURES
 
@@ -200,3 +203,30 @@ def test_a_keras_file_predicts_what_the_model_did(arch, impl, fitted, tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert layer_classes(loaded) == layer_classes(model)  # lecture layers come back as such
     np.testing.assert_allclose(predict(loaded, x), predict(model, x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_the_lecture_loop_trains_every_architecture(arch, date_data):
+    """`train.loop: custom` on the same small batch: it lowers the loss and logs what
+    fit would (the task's metric, and its val_ twin)."""
+    cfg = model_config(arch, None if impls(arch) == (None,) else "keras", **SMALL.get(arch, {}))
+    spec = spec_for(arch, ARCHITECTURES[arch].tasks[0], date_data)
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg, spec)
+    rate = 1e-3 if "d_model" in type(cfg).model_fields else 3e-2
+    names = [TASK_METRICS[spec.task][0]]
+    metrics = make_metrics(names, spec.task)
+    model.compile(keras.optimizers.Adam(rate), loss=task_loss(cfg, spec), metrics=metrics)
+    batch = tf.data.Dataset.from_tensors(task_batch(spec, date_data))
+    history = gradient_descent(
+        model,
+        batch.repeat(10),
+        validation_data=batch,
+        epochs=3,
+        verbose=0,
+        metric_names=names,
+        task=spec.task,
+    ).history
+    assert sorted(history) == sorted([*names, "loss", *(f"val_{n}" for n in (*names, "loss"))])
+    # Training-mode losses: batch norm's moving statistics lag behind 30 steps of one batch.
+    assert history["loss"][-1] < 0.6 * history["loss"][0], history["loss"]

@@ -1,7 +1,7 @@
 """`make bench`: every measurement, one table, and results/speed.md and .json.
 
 python -m benchmarks.run [section ...]
-sections: defaults throughput tuning cli memory gpu scaling (its sizes: TFDL_BENCH_SIZES).
+sections: defaults throughput loops tuning cli memory gpu scaling (its sizes: TFDL_BENCH_SIZES).
 A full run writes the results files; a partial one measures its sections again and
 replaces them in the results, each section stamped with the date and commit it ran at.
 """
@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("defaults", "throughput", "tuning", "cli", "memory", "gpu", "scaling")
+SECTIONS = ("defaults", "throughput", "loops", "tuning", "cli", "memory", "gpu", "scaling")
 GOALS = {  # the issue's targets, each as (description, test on the measured value)
     "tfdl/naive": ("tfdl >= naive Keras", lambda r: r >= 1.0),
     "tfdl/limit": ("tfdl within 10% of the in-memory limit", lambda r: r >= 0.9),
@@ -73,13 +73,15 @@ def isolated(section: str, *args: str):
 
 
 def child(section: str, *args: str):
-    from benchmarks import defaults, scaling, throughput, tuning
+    from benchmarks import defaults, loops, scaling, throughput, tuning
 
     match section:
         case "defaults":
             return defaults.sweep(args[0])
         case "throughput":
             return throughput.measure(args[0], throughput.MODELS[args[0]])
+        case "loops":
+            return loops.measure(args[0], throughput.MODELS[args[0]])
         case "tuning":
             return tuning.measure()
         case "scaling":
@@ -96,6 +98,8 @@ def run(sections) -> dict:
         out["defaults"] = {name: isolated("defaults", name) for name in MODELS}
     if "throughput" in sections:
         out["throughput"] = [isolated("throughput", name) for name in MODELS]
+    if "loops" in sections:
+        out["loops"] = [isolated("loops", name) for name in MODELS]
     if "tuning" in sections:
         out["tuning"] = isolated("tuning")
     if "cli" in sections:
@@ -197,6 +201,24 @@ def markdown(r: dict) -> str:
             "Per-epoch overhead: the median, repeat by repeat, of whole epochs (training, "
             "validation, every callback, the backup included in both) tracked against "
             "untracked; goal: <= 2%.",
+        ]
+    if "loops" in r:
+        lines += [
+            "",
+            "## The lecture's loop (`train.loop: custom`) against model.fit (samples/s)",
+            "",
+            "| model | fit | custom | custom/fit |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t['model']} | {t['fit']:.0f} | {t['custom']:.0f} | {t['custom/fit']:.2f} |"
+            for t in r["loops"]
+        ]
+        lines += [
+            "",
+            "Untracked, the same callback stack, alternated repeat by repeat. The custom loop "
+            "runs one compiled step per batch, with the batch callbacks between steps; fit "
+            "runs up to steps_per_execution batches per call.",
         ]
     if "defaults" in r:
         lines += ["", "## Defaults: samples/s relative to steps_per_execution=1, no XLA", ""]

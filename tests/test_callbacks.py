@@ -237,16 +237,19 @@ def test_the_stack_is_assembled_in_one_fixed_order(tmp_path):
         early_stopping={},
         model_checkpoint={},
         gradient_health={},
+        hidden_units={},
     )
     probe = (np.zeros((2, 3), "float32"), np.zeros((2, 1), "float32"))
     stack = build_callbacks(cfg, log=lambda logs, epoch: None, run_dir=tmp_path, probe=probe)
     assert list(stack.named) == list(ORDER)
     names = [type(c).__name__ for c in stack.callbacks]
     assert names == [
+        "EpochTimer",
         "LearningRateLogger",
         "DropoutScheduler",
         "GeneralisationGap",
         "GradientHealth",
+        "HiddenUnits",
         "FailOnNaN",
         "ReduceLROnPlateau",
         "EarlyStopping",
@@ -255,7 +258,11 @@ def test_the_stack_is_assembled_in_one_fixed_order(tmp_path):
         "Backup",
     ]
     off = build_callbacks(CallbacksConfig(terminate_on_nan=False, backup=False))
-    assert [type(c).__name__ for c in off.callbacks] == ["LearningRateLogger", "GeneralisationGap"]
+    assert [type(c).__name__ for c in off.callbacks] == [
+        "EpochTimer",
+        "LearningRateLogger",
+        "GeneralisationGap",
+    ]
 
 
 def test_a_run_logs_gap_dropout_rate_stopping_and_the_best_model(store):

@@ -13,10 +13,13 @@ from .test_keras_datasets import write_keras_set
 from .test_keras_texts import WRITERS as TEXT_WRITERS
 from .test_text import CORPUS
 
-PIPELINES = sorted((PROJECT / "pipelines").glob("*.yaml"))
+# The lecture demonstrations (make lectures) live in pipelines/lectures/.
+PIPELINES = sorted((PROJECT / "pipelines").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", PIPELINES, ids=lambda p: str(p.relative_to(PROJECT / "pipelines").with_suffix(""))
+)
 def test_a_shipped_pipeline_builds(path, tmp_path):
     overrides = []
     raw = load_pipeline(path)
@@ -50,3 +53,11 @@ def test_every_architecture_has_a_shipped_pipeline():
 
     shipped = {yaml.safe_load(p.read_text())["model"]["arch"] for p in PIPELINES}
     assert set(ARCHITECTURES) - shipped == set()
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT / "tuning").glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_shipped_search_job_loads(path):
+    from tfdl.config import load_tuning
+
+    job, base = load_tuning(path)  # every trial its space allows is a valid pipeline
+    assert job.description and base["data"]["source"]

@@ -570,7 +570,12 @@ def _list(args) -> int:
     section("architectures", [(n, first_line(c)) for n, c in ARCHITECTURES.items()])
     fetched = " [downloaded once, or a local copy: data.path]"
     section("datasets", [(n, first_line(c) + fetched * c.downloads) for n, c in SOURCES.items()])
-    for title, folder in (("pipelines", PIPELINES), ("search jobs", PROJECT / "tuning")):
+    folders = (
+        ("pipelines", PIPELINES),
+        ("lecture demonstrations (make lectures)", PIPELINES / "lectures"),
+        ("search jobs", PROJECT / "tuning"),
+    )
+    for title, folder in folders:
         files = sorted(folder.glob("*.yaml"))
         section(title, [(str(f.relative_to(PROJECT)), describe(f)) for f in files])
     return 0

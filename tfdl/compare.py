@@ -38,7 +38,8 @@ def compare(
     The table has one row per run, best first by `metric` (default `val_loss` if any run
     logged it, else `loss`): run, experiment (when several), the parameters that differ
     between the runs, final_<metric>, best_<metric> (min, or max for accuracy-like
-    metrics), epochs, duration_s, status, run_id. The curves are the metric per epoch in
+    metrics), epochs, train_time_s (the epochs' wall time, when the runs logged
+    epoch_time_s), duration_s, status, run_id. The curves are the metric per epoch in
     long form: run, run_id, epoch, value.
     """
     frame = tracking.runs_frame(experiments, filter_string)
@@ -69,6 +70,12 @@ def compare(
     table[f"final_{metric}"] = [v[-1] if v else math.nan for v in values]
     table[f"best_{metric}"] = [best(v) if v else math.nan for v in values]
     table["epochs"] = [max((s for s, _ in losses[r]), default=0) for r in frame["run_id"]]
+    if frame.get("metrics.epoch_time_s", pd.Series(dtype=float)).notna().any():
+        # Training time alone: a run's duration also counts its data, pictures and model.
+        times = tracking.metric_histories(frame["run_id"], "epoch_time_s")
+        table["train_time_s"] = [
+            round(sum(v for _, v in times[r]), 1) if times[r] else math.nan for r in frame["run_id"]
+        ]
     # A run still RUNNING (live, or left by a killed process) has no end yet: its age.
     start = pd.to_datetime(frame["start_time"], utc=True)
     end = pd.to_datetime(frame["end_time"], utc=True).fillna(pd.Timestamp.now(tz="UTC"))

@@ -22,7 +22,8 @@ from tfdl.data.spec import take
 
 # Per-epoch columns that are no training/validation curve of their own.
 SCHEDULES = ("learning_rate", "dropout_rate")
-NOT_CURVES = ("epoch", "lr", *SCHEDULES)
+NOT_CURVES = ("epoch", "lr", "epoch_time_s", *SCHEDULES)
+NOT_CURVE_PREFIXES = ("val_", "gap_", "grad_norm/", "distinct_units/")
 MAX_FILTERS = 32
 ATTENTION_EXAMPLES = 2
 MAX_HEADS = 8
@@ -75,9 +76,7 @@ def learning_curves(history, out_dir: Path) -> list[Path]:
     if history is None or not len(history):
         return []
     names = [
-        c
-        for c in history.columns
-        if c not in NOT_CURVES and not c.startswith(("val_", "gap_", "grad_norm/"))
+        c for c in history.columns if c not in NOT_CURVES and not c.startswith(NOT_CURVE_PREFIXES)
     ]
     curves = {
         n: (history[n].to_numpy(float), _column(history, f"val_{n}")) for n in names

@@ -135,6 +135,14 @@ class GradientHealthConfig(StrictModel):
     explode_above: PositiveFloat = 1e3  # above this: exploding
 
 
+class HiddenUnitsConfig(StrictModel):
+    """Distinct units of each hidden dense layer at the end of each epoch: units whose
+    weights and bias differ by at most `tolerance` (relative to the layer's largest
+    weight) count as one."""
+
+    tolerance: PositiveFloat = 1e-5
+
+
 class CallbacksConfig(StrictModel):
     """Each key switches a callback on (a mapping, `{}` for defaults) or off (null)."""
 
@@ -144,6 +152,7 @@ class CallbacksConfig(StrictModel):
     early_stopping: EarlyStoppingConfig | None = None
     model_checkpoint: ModelCheckpointConfig | None = None
     gradient_health: GradientHealthConfig | None = None
+    hidden_units: HiddenUnitsConfig | None = None
     terminate_on_nan: bool = True  # a NaN loss stops the run and marks it FAILED
     backup: bool = True  # back up each finished epoch so `tfdl train --resume` can continue
 

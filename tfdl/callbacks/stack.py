@@ -7,20 +7,25 @@ import keras
 
 from tfdl.callbacks.backup import Backup, Checkpoint
 from tfdl.callbacks.dropout_schedule import DropoutScheduler
+from tfdl.callbacks.epoch_time import EpochTimer
 from tfdl.callbacks.gap import GeneralisationGap
 from tfdl.callbacks.learning_rate import LearningRateLogger
 from tfdl.callbacks.metrics_logger import MetricsLogger
 from tfdl.callbacks.nan import FailOnNaN
+from tfdl.callbacks.symmetry import HiddenUnits
 
-# The order callbacks run each epoch. Loggers of the epoch's facts come first (the
-# learning rate before ReduceLROnPlateau lowers it); MLflow logging follows everything
+# The order callbacks run each epoch. Loggers of the epoch's facts come first (its wall
+# time first, so it counts no other callback's work; the learning rate before
+# ReduceLROnPlateau lowers it); MLflow logging follows everything
 # that writes into the logs; the backup comes last, so a resumed run never has a backed-up
 # epoch whose metrics were not logged.
 ORDER = (
+    "epoch_time",
     "learning_rate",
     "dropout_schedule",
     "gap",
     "gradient_health",
+    "hidden_units",
     "terminate_on_nan",
     "reduce_lr_on_plateau",
     "early_stopping",
@@ -72,13 +77,18 @@ def build_callbacks(
     """
     from tfdl.callbacks.gradients import GradientHealth  # imports TensorFlow directly
 
-    made: dict[str, keras.callbacks.Callback] = {"learning_rate": LearningRateLogger()}
+    made: dict[str, keras.callbacks.Callback] = {
+        "epoch_time": EpochTimer(),
+        "learning_rate": LearningRateLogger(),
+    }
     if cfg.dropout_schedule is not None:
         made["dropout_schedule"] = DropoutScheduler(cfg.dropout_schedule.rate)
     made["gap"] = GeneralisationGap()
     if cfg.gradient_health is not None and probe is not None:
         g = cfg.gradient_health
         made["gradient_health"] = GradientHealth(*probe, g.vanish_below, g.explode_above)
+    if cfg.hidden_units is not None:
+        made["hidden_units"] = HiddenUnits(cfg.hidden_units.tolerance)
     if cfg.terminate_on_nan:
         made["terminate_on_nan"] = FailOnNaN()
     if cfg.reduce_lr_on_plateau is not None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import Field, model_validator
 
 from tfdl.config.loading import apply_overrides, flatten, read_yaml, validate
+from tfdl.config.schema import OPTIMIZERS
 from tfdl.data.schema import Seed
 from tfdl.errors import ConfigError
 from tfdl.schema import Int32, PositiveFloat, PositiveInt, RegisteredName, StrictModel
@@ -105,6 +106,24 @@ class TuningConfig(StrictModel):
     register_as: RegisteredName | None = None
 
 
+OPTIMIZER_NAME = "train.optimizer.name"
+# What every optimizer takes alike, bar the learning rate whose default is each one's own.
+SHARED = set.intersection(*(set(c.model_fields) for c in OPTIMIZERS)) - {"learning_rate"}
+
+
+def fresh_optimizer(raw: dict) -> dict:
+    """The pipeline with its optimizer section cut to the settings every optimizer shares
+    (its name and clipping): when a search picks the optimizer, the pipeline's learning
+    rate and its optimizer's own settings (momentum, betas) belonged to that optimizer,
+    so each trial's optimizer starts from its own defaults instead. The space or the
+    job's overrides set them for every trial."""
+    section = (raw.get("train") or {}).get("optimizer")
+    if not isinstance(section, dict):  # absent (the default), or wrong: validation says
+        return raw
+    kept = {k: v for k, v in section.items() if k in SHARED}
+    return {**raw, "train": {**raw["train"], "optimizer": kept}}
+
+
 def load_tuning(path: str | Path, overrides=()) -> tuple[TuningConfig, dict]:
     """A tuning file and its pipeline (as a raw mapping, the job's overrides applied),
     checked so that every trial the space allows is a valid pipeline."""
@@ -114,10 +133,12 @@ def load_tuning(path: str | Path, overrides=()) -> tuple[TuningConfig, dict]:
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise ConfigError("pipeline", f"no such file {job.pipeline!r}", "a pipeline YAML file")
-    base = apply_overrides(read_yaml(found), list(job.overrides))
-    if job.epochs:
-        base = apply_overrides(base, [f"train.epochs={job.epochs}"])
-    known = flatten(validate(base).to_dict())
+    pipeline = read_yaml(found)
+    fixed = [*job.overrides, *([f"train.epochs={job.epochs}"] if job.epochs else [])]
+    base = apply_overrides(pipeline, fixed)
+    known = flatten(validate(base).to_dict())  # the pipeline as written, its optimizer too
+    if OPTIMIZER_NAME in job.space:
+        base = apply_overrides(fresh_optimizer(pipeline), fixed)
     for key, param in job.space.items():
         field = f"space.{key}"
         if key not in known:

@@ -119,11 +119,23 @@ def dropout(rate: float, name: str):
     return ScheduledDropout(rate, name=name)
 
 
-def output_head(x, spec, activation: str | None = None, impl: str = "keras"):
+def output_head(
+    x,
+    spec,
+    activation: str | None = None,
+    impl: str = "keras",
+    kernel_initializer: str = "glorot_uniform",
+):
     """Dense output layer sized by the task: 1 unit (binary, regression) or one per class.
 
     It computes in float32 even under mixed precision, where float16 would lose the
     small probabilities the loss takes logarithms of.
     """
     activation = activation or TASK_ACTIVATION[spec.task]
-    return dense(impl)(spec.output_units, activation=activation, dtype="float32", name="output")(x)
+    return dense(impl)(
+        spec.output_units,
+        activation=activation,
+        kernel_initializer=kernel_initializer,
+        dtype="float32",
+        name="output",
+    )(x)

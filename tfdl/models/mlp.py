@@ -32,7 +32,9 @@ def build_deep_mlp(
     after each hidden layer regularises; batch norm goes between the affine map and g
     (the layer's bias is dropped then, since batch norm's beta replaces it). `residual`
     adds the skip z_k = z_{k-1} + g(...) wherever a layer keeps its input's width, so
-    gradients reach the early layers undiminished.
+    gradients reach the early layers undiminished. `initializer="zeros"` zeroes every
+    weight, the output layer's too: the lecture's question of whether a net can start so
+    (its hidden units then stay copies of one another).
     """
     inputs, x = inputs_for(spec, flatten=True)
     for i, width in enumerate(units):
@@ -47,4 +49,8 @@ def build_deep_mlp(
             x = dropout_layer(dropout, name=f"dropout_{i}")(x)
         if residual and skip.shape[-1] == width:
             x = keras.layers.Add(name=f"skip_{i}")([skip, x])
-    return keras.Model(inputs, output_head(x, spec, impl=impl), name="deep_mlp")
+    # Random output weights would tell the hidden units apart through their gradients.
+    head = "zeros" if initializer == "zeros" else "glorot_uniform"
+    return keras.Model(
+        inputs, output_head(x, spec, impl=impl, kernel_initializer=head), name="deep_mlp"
+    )

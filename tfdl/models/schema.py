@@ -16,8 +16,15 @@ from tfdl.schema import PositiveInt, Rate, StrictModel
 Activation = Literal[
     "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "swish", "softplus", "linear"
 ]
+# zeros: the lecture's "can all weights start at zero?" (deep_mlp's output layer too).
 Initializer = Literal[
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal", "random_normal"
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_normal",
+    "random_normal",
+    "zeros",
 ]
 # scratch: the lecture's layer written from add_weight up (tfdl.layers); keras: the library's.
 Impl = Literal["keras", "scratch"]

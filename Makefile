@@ -11,7 +11,7 @@ PORT ?= 5000
 JOBS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock train example-data gradients tune tune-distributed compare test test-fast lint ui clean e2e bench
+.PHONY: help install lock train example-data gradients lectures tune tune-distributed compare test test-fast lint ui clean e2e bench bench-accuracy
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,20 @@ example-data: $(BIN)/tfdl ## Write the example image folder data/shapes (for pip
 gradients: $(BIN)/tfdl ## Vanishing gradients: deep sigmoid vs ReLU+He vs residual, per-layer norms in MLflow
 	for p in sigmoid relu_he residual; do $(BIN)/tfdl train pipelines/gradients_$$p.yaml || exit 1; done
 
+# One MLflow experiment per demonstration (tracking.experiment in each pipeline).
+LECTURES := activation_linear activation_relu \
+	init_zeros init_glorot init_he \
+	schedule_constant schedule_dropout_ramp schedule_exponential schedule_cosine_warmup \
+	schedule_one_cycle schedule_plateau \
+	batch_full batch_sgd batch_mini
+LECTURE_EXPERIMENTS := lecture-activation-functions lecture-weight-initialisation \
+	lecture-schedules lecture-optimizers lecture-batch-size
+
+lectures: $(BIN)/tfdl ## Every lecture demonstration into its own MLflow experiment (about 5 minutes)
+	for p in $(LECTURES); do $(BIN)/tfdl train pipelines/lectures/$$p.yaml || exit 1; done
+	$(BIN)/tfdl tune tuning/optimizers_grid.yaml
+	@echo "compare them: make ui, or tfdl compare --experiment NAME for each of: $(LECTURE_EXPERIMENTS)"
+
 tune: $(BIN)/tfdl ## Keras Tuner search: make tune [TUNING=tuning/mlp_random.yaml] [ARGS="max_trials=3"]
 	$(BIN)/tfdl tune $(TUNING) $(ARGS)
 
@@ -80,6 +94,9 @@ e2e: $(BIN)/tfdl ## A real mlflow server and headless Chromium over its UI (inst
 
 bench: $(BIN)/tfdl ## Speed, overhead and memory benchmarks; writes benchmarks/results/speed.{md,json}
 	$(BIN)/python -m benchmarks.run $(ARGS)
+
+bench-accuracy: $(BIN)/tfdl ## Every pipeline against baselines, the goals, time to goal vs plain Keras [ARGS="mlp race"]
+	$(BIN)/python -m benchmarks.accuracy $(ARGS)
 
 lint: $(BIN)/tfdl ## Check style with ruff
 	$(BIN)/ruff check tfdl tests benchmarks

@@ -176,9 +176,14 @@ def main(argv=None):
         verbose=0,
     )
     _, test_accuracy = model.evaluate(*test, verbose=0)
-    text = json.dumps({"epochs": clock.epochs, "test_accuracy": float(test_accuracy)})
-    if args.out:
-        with open(args.out, "w") as f:
+    report({"epochs": clock.epochs, "test_accuracy": float(test_accuracy)}, args.out)
+
+
+def report(result: dict, out: str | None) -> None:
+    """The result as JSON, into `out` or printed."""
+    text = json.dumps(result)
+    if out:
+        with open(out, "w") as f:
             f.write(text)
     else:
         print(text)

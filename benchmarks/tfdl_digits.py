@@ -6,10 +6,9 @@ end-of-run records included), timed by the same callback as benchmarks/plain_dig
 """
 
 import argparse
-import json
 
 import tfdl
-from benchmarks.plain_digits import TestAccuracy
+from benchmarks.plain_digits import TestAccuracy, report
 
 PIPELINES = {"mlp": "pipelines/mlp.yaml", "cnn": "pipelines/cnn2d.yaml"}
 
@@ -24,12 +23,7 @@ def main(argv=None):
     p = tfdl.prepare(PIPELINES[args.model])
     clock = TestAccuracy(p.splits.x_test, p.splits.y_test, goal=args.goal)
     result = tfdl.train(p, callbacks=[clock])
-    text = json.dumps({"epochs": clock.epochs, "test_accuracy": result.test_metrics["accuracy"]})
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    else:
-        print(text)
+    report({"epochs": clock.epochs, "test_accuracy": result.test_metrics["accuracy"]}, args.out)
 
 
 if __name__ == "__main__":

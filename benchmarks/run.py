@@ -1,7 +1,8 @@
 """`make bench`: every measurement, one table, and results/speed.md and .json.
 
 python -m benchmarks.run [section ...]
-sections: defaults throughput loops tuning cli memory gpu scaling (its sizes: TFDL_BENCH_SIZES).
+sections: defaults throughput loops run_cost tuning cli memory gpu scaling
+(scaling takes its sizes from TFDL_BENCH_SIZES).
 A full run writes the results files; a partial one measures its sections again and
 replaces them in the results, each section stamped with the date and commit it ran at.
 """
@@ -17,7 +18,17 @@ from importlib.metadata import version
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("defaults", "throughput", "loops", "tuning", "cli", "memory", "gpu", "scaling")
+SECTIONS = (
+    "defaults",
+    "throughput",
+    "loops",
+    "run_cost",
+    "tuning",
+    "cli",
+    "memory",
+    "gpu",
+    "scaling",
+)
 GOALS = {  # the issue's targets, each as (description, test on the measured value)
     "tfdl/naive": ("tfdl >= naive Keras", lambda r: r >= 1.0),
     "tfdl/limit": ("tfdl within 10% of the in-memory limit", lambda r: r >= 0.9),
@@ -90,7 +101,7 @@ def child(section: str, *args: str):
 
 
 def run(sections) -> dict:
-    from benchmarks import cli, gpu, memory, scaling
+    from benchmarks import cli, gpu, memory, run_cost, scaling
     from benchmarks.throughput import MODELS
 
     out = {"machine": machine()}
@@ -100,6 +111,8 @@ def run(sections) -> dict:
         out["throughput"] = [isolated("throughput", name) for name in MODELS]
     if "loops" in sections:
         out["loops"] = [isolated("loops", name) for name in MODELS]
+    if "run_cost" in sections:
+        out["run_cost"] = run_cost.measure()
     if "tuning" in sections:
         out["tuning"] = isolated("tuning")
     if "cli" in sections:
@@ -219,6 +232,30 @@ def markdown(r: dict) -> str:
             "Untracked, the same callback stack, alternated repeat by repeat. The custom loop "
             "runs one compiled step per batch, with the batch callbacks between steps; fit "
             "runs up to steps_per_execution batches per call.",
+        ]
+    if "run_cost" in r:
+        c = r["run_cost"]
+        lines += [
+            "",
+            "## A whole `tfdl train`, process start to exit",
+            "",
+            f"`tfdl.train` of {c['pipeline']} ({', '.join(c['overrides'])}) in a fresh "
+            f"process: {c['process_s']:.1f} s (median of {c['repeats']}); of it fit "
+            f"{c['fit_first_epoch_s']:.1f} s in the first epoch (tracing, compiling) and "
+            f"{c['fit_other_epochs_s']:.1f} s in the other epochs.",
+            "",
+            "| phase | s | share |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v:.2f} | {v / c['process_s']:.0%} |" for k, v in c["breakdown_s"].items()
+        ]
+        lines += [
+            "",
+            "The imports and the rest: wall clock in the plain processes. The phases: "
+            "cumulative seconds under cProfile in one more process (its run took "
+            f"{c['profiled_run_s']:.1f} s against {c['plain_run_s']:.1f} s unprofiled: the "
+            "profiler's own cost lands mostly on Python-heavy phases).",
         ]
     if "defaults" in r:
         lines += ["", "## Defaults: samples/s relative to steps_per_execution=1, no XLA", ""]

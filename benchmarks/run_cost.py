@@ -1,17 +1,18 @@
 """Where a whole `tfdl train` spends its time, from process start to exit.
 
-A fresh process imports TensorFlow and MLflow first (each timed), then trains the
-pipeline through `tfdl.train` under cProfile; each phase is the cumulative time of the
-function that does it. The same run without the profiler, in fresh processes, gives the
-wall time the profile's overhead is measured against.
+Fresh processes each import TensorFlow and MLflow first (timed), then train the pipeline
+through `tfdl.train` with the functions that make up a run wrapped in timers (no
+profiler, so no phase is inflated by one); fit's first epoch, which traces and compiles,
+is timed apart. What no phase holds: starting Python, tfdl's own imports, and exiting.
 """
 
-import cProfile
+import contextlib
+import functools
 import json
-import pstats
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from statistics import median  # not benchmarks.clock's: it imports Keras before the clock
 
 PIPELINE = "pipelines/mlp.yaml"
@@ -22,59 +23,72 @@ OVERRIDES = (
     "callbacks.early_stopping.patience=100",
     "callbacks.reduce_lr_on_plateau=null",
 )
-# phase -> (file suffix, function): a run's steps in the order they happen
-PHASES = {
-    "config and data": ("tfdl/api.py", "prepare"),
-    "build and compile": ("tfdl/training.py", "build"),
-    "open the run (params, datasets)": ("tfdl/tracking/lifecycle.py", "run_lifecycle"),
-    "fit": ("tfdl/training.py", "fit"),
-    "test evaluation": ("tfdl/training.py", "evaluate"),
-    "pictures": ("tfdl/pictures.py", "run_pictures"),
-    "log results and model": ("tfdl/tracking/records.py", "log_results"),
-}
+IMPORTS = ("tensorflow", "mlflow")
 
 
-def child(profiled: bool) -> dict:
-    """One whole run in this fresh process: the import times and, when `profiled`, the
-    phases' cumulative seconds."""
-    out = {}
-    for module in ("tensorflow", "mlflow"):
+def _timed(spent: dict, owner, name: str, phase: str) -> None:
+    """Replace `owner.name` by the same function adding its seconds to `spent[phase]`."""
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[phase] += time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
+
+
+def child() -> dict:
+    """One whole run in this fresh process: seconds per import and per phase."""
+    spent = defaultdict(float)
+    for module in IMPORTS:
         start = time.perf_counter()
         __import__(module)
-        out[f"import {module}"] = time.perf_counter() - start
+        spent[f"import {module}"] = time.perf_counter() - start
     import tfdl
     from benchmarks.clock import EpochClock
+    from tfdl import api, tracking, training
+
+    _timed(spent, api, "prepare", "config and data")
+    _timed(spent, training, "build", "build and compile")
+    _timed(spent, training, "evaluate", "test evaluation")
+    _timed(spent, training, "run_pictures", "pictures")
+    _timed(spent, tracking, "log_results", "log results and model")
+    opened = tracking.training_run
+
+    @contextlib.contextmanager
+    def training_run(*args, **kwargs):
+        start = time.perf_counter()
+        with opened(*args, **kwargs) as run_id:
+            spent["open the run (params, datasets)"] += time.perf_counter() - start
+            yield run_id
+            start = time.perf_counter()
+        spent["end the run"] += time.perf_counter() - start
+
+    tracking.training_run = training_run
 
     class Clock(EpochClock):
         def on_train_begin(self, logs=None):
             self.began = time.perf_counter()
 
     clock = Clock()
-    profile = cProfile.Profile() if profiled else None
     start = time.perf_counter()
-    if profile:
-        profile.enable()
     tfdl.train(PIPELINE, list(OVERRIDES), callbacks=[clock])
-    if profile:
-        profile.disable()
-    out["run"] = time.perf_counter() - start
+    run = time.perf_counter() - start
     # `full` spans an epoch's start to the next one's: its first is the first epoch.
-    out["fit: first epoch"] = clock.full[0]
-    out["fit: other epochs"] = clock.ended - clock.began - clock.full[0]
-    if profile:
-        stats = pstats.Stats(profile).stats
-        for phase, (suffix, name) in PHASES.items():
-            out[phase] = sum(
-                s[3] for (f, _, fn), s in stats.items() if f.endswith(suffix) and fn == name
-            )
-    return out
+    spent["fit: first epoch (tracing, compiling)"] = clock.full[0]
+    spent["fit: the other epochs"] = clock.ended - clock.began - clock.full[0]
+    spent["rest of the run"] = run - sum(v for k, v in spent.items() if not k.startswith("import"))
+    return dict(spent) | {"run": run}
 
 
-def whole_process(profiled: bool) -> tuple[dict, float]:
-    """(child's figures, seconds from spawning the process to its exit)."""
+def whole_process() -> tuple[dict, float]:
+    """(the child's seconds, seconds from spawning its process to its exit)."""
     start = time.perf_counter()
-    cmd = [sys.executable, "-m", "benchmarks.run_cost"]
-    out = subprocess.run([*cmd, *(["--profiled"] if profiled else [])], capture_output=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run_cost"], capture_output=True)
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(out.stderr.decode()[-2000:])
@@ -82,30 +96,22 @@ def whole_process(profiled: bool) -> tuple[dict, float]:
 
 
 def measure(repeats: int = 3) -> dict:
-    """The median wall time of `repeats` plain processes, and one profiled breakdown; one
-    untimed run first creates the store's tables, as a user's store already has them."""
-    whole_process(False)
-    plain = [whole_process(False) for _ in range(repeats)]
-    profiled, profiled_s = whole_process(True)
-    process_s = median([s for _, s in plain])
-    imports = {k: median([p[k] for p, _ in plain]) for k in ("import tensorflow", "import mlflow")}
-    run_s = median([p["run"] for p, _ in plain])
-    # Python's start, tfdl's own imports and the interpreter's exit: what no phase holds.
-    other = process_s - run_s - sum(imports.values())
+    """Medians over `repeats` fresh processes; one untimed run first creates the store's
+    tables, as a user's store already has them."""
+    whole_process()
+    runs = [whole_process() for _ in range(repeats)]
+    process_s = median([s for _, s in runs])
+    phases = {k: median([r[k] for r, _ in runs]) for k in runs[0][0] if k != "run"}
+    imports = sum(v for k, v in phases.items() if k.startswith("import"))
+    outside = process_s - median([r["run"] for r, _ in runs]) - imports
     return {
         "pipeline": PIPELINE,
         "overrides": list(OVERRIDES),
         "repeats": repeats,
         "process_s": process_s,
-        "breakdown_s": {**imports, "python start, tfdl's imports, exit": other}
-        | {k: v for k, v in profiled.items() if k in PHASES},
-        "fit_first_epoch_s": median([p["fit: first epoch"] for p, _ in plain]),
-        "fit_other_epochs_s": median([p["fit: other epochs"] for p, _ in plain]),
-        "profiled_process_s": profiled_s,
-        "profiled_run_s": profiled["run"],
-        "plain_run_s": run_s,
+        "breakdown_s": {"python start, tfdl's imports, exit": outside} | phases,
     }
 
 
 if __name__ == "__main__":  # a child of measure(), in the store its parent set
-    print(json.dumps(child("--profiled" in sys.argv)))
+    print(json.dumps(child()))

@@ -30,7 +30,6 @@ end of the first epoch whose test accuracy reaches the goal (both stop there); t
 share one MLflow store, as a user's runs do.
 """
 
-import hashlib
 import json
 import math
 import os
@@ -175,14 +174,11 @@ def baselines(p) -> dict:
 
 
 def fingerprint(splits) -> str:
-    """A short hash of the split's inputs and labels: equal only for the same split."""
-    h = hashlib.sha256()
-    for part in (splits.x_train, splits.y_train, splits.x_test, splits.y_test):
-        for a in part.values() if isinstance(part, dict) else [part]:
-            a = np.asarray(a)
-            h.update(a.astype(str).tobytes() if a.dtype.kind in "OUS" else a.tobytes())
-            h.update(str(a.shape).encode())
-    return h.hexdigest()[:12]
+    """A hash of the split's inputs and labels, as a run's dataset digest is made: equal
+    only for the same split."""
+    from tfdl.tracking.records import content_digest
+
+    return content_digest(splits.x_train, splits.y_train, splits.x_test, splits.y_test)
 
 
 def clearly_above(a: float, b: float, n: int) -> bool:

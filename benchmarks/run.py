@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -69,18 +70,22 @@ def commit() -> str:
     return out.stdout.strip() + ("+changes" if dirty.returncode else "")
 
 
+def spawned(module: str, *args: str) -> tuple[dict, float]:
+    """`python -m module *args` in a fresh process: the JSON of its last line of output,
+    and the seconds from spawning it to its exit."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1]), seconds
+
+
 def isolated(section: str, *args: str):
     """One measurement in a fresh process, as `tfdl train` runs: TensorFlow keeps every
     graph a process traced (about 6 MiB a model, see the memory section), and a heap grown
     by earlier measurements makes Python's collector, and every later one, slower."""
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--child", section, *args],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{section} {' '.join(args)}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return spawned("benchmarks.run", "--child", section, *args)[0]
 
 
 def child(section: str, *args: str):

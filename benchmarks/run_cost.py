@@ -9,11 +9,11 @@ is timed apart. What no phase holds: starting Python, tfdl's own imports, and ex
 import contextlib
 import functools
 import json
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from statistics import median  # not benchmarks.clock's: it imports Keras before the clock
+
+from benchmarks.run import spawned
 
 PIPELINE = "pipelines/mlp.yaml"
 # The whole-process comparison's settings: 30 epochs, none cut short, a constant rate.
@@ -85,21 +85,11 @@ def child() -> dict:
     return dict(spent) | {"run": run}
 
 
-def whole_process() -> tuple[dict, float]:
-    """(the child's seconds, seconds from spawning its process to its exit)."""
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "benchmarks.run_cost"], capture_output=True)
-    seconds = time.perf_counter() - start
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr.decode()[-2000:])
-    return json.loads(out.stdout.decode().strip().splitlines()[-1]), seconds
-
-
 def measure(repeats: int = 3) -> dict:
     """Medians over `repeats` fresh processes; one untimed run first creates the store's
     tables, as a user's store already has them."""
-    whole_process()
-    runs = [whole_process() for _ in range(repeats)]
+    spawned("benchmarks.run_cost")
+    runs = [spawned("benchmarks.run_cost") for _ in range(repeats)]
     process_s = median([s for _, s in runs])
     phases = {k: median([r[k] for r, _ in runs]) for k in runs[0][0] if k != "run"}
     imports = sum(v for k, v in phases.items() if k.startswith("import"))

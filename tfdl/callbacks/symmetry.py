@@ -55,10 +55,14 @@ class HiddenUnits(keras.callbacks.Callback):
         super().__init__()
         self.tolerance = tolerance
 
+    def set_model(self, model):
+        super().set_model(model)
+        self.layers = hidden_dense_layers(model)  # the graph is fixed: found once
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        for layer in hidden_dense_layers(self.model):
+        for layer in self.layers:
             weights = layer.get_weights()
             bias = weights[1] if len(weights) > 1 else None
             logs[f"distinct_units/{layer.name}"] = distinct_units(weights[0], bias, self.tolerance)

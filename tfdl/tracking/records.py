@@ -126,7 +126,7 @@ def log_datasets(run_id: str, prepared) -> None:
     stamp = _file_stamps(s.spec.stream, s.x_train, s.x_val, s.x_test)
     for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
         x, y = getattr(s, f"x_{split}"), getattr(s, f"y_{split}")
-        digest = _digest(x, y, *stamp)
+        digest = content_digest(x, y, *stamp)
         dataset = from_numpy(x, targets=y, source=source, name=name, digest=digest)
         tags = [InputTag("mlflow.data.context", context)]
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
@@ -145,7 +145,7 @@ def _file_stamps(stream: dict | None, *splits) -> list[np.ndarray]:
     return [np.array([(st.st_size, st.st_mtime_ns) for st in stats], dtype=np.int64)]
 
 
-def _digest(*arrays) -> str:
+def content_digest(*arrays) -> str:
     """Eight hex digits of a hash over every value (MLflow's own hashes the first 10,000)."""
     h = hashlib.sha256()
     for a in arrays:

@@ -220,9 +220,10 @@ def test_the_lecture_loop_trains_every_architecture(arch, date_data):
     batch = tf.data.Dataset.from_tensors(task_batch(spec, date_data))
     history = gradient_descent(
         model,
-        batch.repeat(10),
+        batch.repeat(),
         validation_data=batch,
         epochs=3,
+        steps_per_epoch=10,
         verbose=0,
         metric_names=names,
         task=spec.task,

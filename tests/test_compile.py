@@ -100,3 +100,31 @@ def test_metrics_are_named_as_configured():
     assert isinstance(metrics[0], keras.metrics.BinaryAccuracy)
     one_hot = make_metrics(["accuracy"], "multiclass", one_hot=True)[0]
     assert isinstance(one_hot, keras.metrics.CategoricalAccuracy)
+
+
+@pytest.mark.parametrize(
+    "steps, chosen",
+    [
+        (1, 1),
+        (40, 40),  # an epoch of at most AUTO_STEPS: the whole epoch in one call
+        (128, 128),
+        (150, 75),  # the largest divisor up to 128
+        (256, 128),
+        (258, 86),
+        (131, 128),  # a prime: no divisor of at least 32, so 128 and a stream per epoch
+        (2 * 127, 127),
+        (3 * 131, 128),
+    ],
+)
+def test_auto_steps_per_execution_divides_the_epoch_where_it_can(steps, chosen):
+    from types import SimpleNamespace
+
+    from tfdl.compile import MIN_DIVISOR, steps_per_execution
+
+    got = steps_per_execution(SimpleNamespace(steps_per_execution="auto"), steps)
+    assert got == chosen
+    assert steps % got == 0 or got == 128 and not any(
+        steps % d == 0 for d in range(MIN_DIVISOR, 129)
+    )
+    fixed = SimpleNamespace(steps_per_execution=7)
+    assert steps_per_execution(fixed, steps) == 7  # a configured number is kept

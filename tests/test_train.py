@@ -163,14 +163,50 @@ def test_resume_refuses_finished_and_unknown_runs(store, capsys):
     assert lines[2].startswith("error: --resume: takes no pipeline or overrides")
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 7, "auto"])
-def test_every_epoch_takes_one_pass_over_the_training_split(steps_per_execution):
-    # 7 does not divide the epoch's steps: the last call of an epoch must stop at its end.
+class Tally(keras.layers.Layer):
+    """Passes its input on; in training, counts the rows and sums the features it saw."""
+
+    def build(self, shape):
+        self.rows = self.add_weight(shape=(), initializer="zeros", trainable=False)
+        self.total = self.add_weight(shape=(shape[-1],), initializer="zeros", trainable=False)
+
+    def call(self, x, training=False):
+        if training:
+            self.rows.assign_add(keras.ops.cast(keras.ops.shape(x)[0], "float32"))
+            self.total.assign_add(keras.ops.sum(x, axis=0))
+        return x
+
+
+class EpochTally(keras.callbacks.Callback):
+    def __init__(self, tally):
+        super().__init__()
+        self.tally, self.seen = tally, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append((float(self.tally.rows.numpy()), self.tally.total.numpy().copy()))
+        self.tally.rows.assign(0.0)
+        self.tally.total.assign(np.zeros_like(self.tally.total.numpy()))
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+@pytest.mark.parametrize("steps_per_execution", [1, 5, 7, "auto"])
+def test_every_epoch_takes_one_pass_over_the_training_split(steps_per_execution, loop):
+    # 5 and "auto" divide the epoch's 20 steps: fit reads one repeated stream. 7 does not:
+    # a stream per epoch, or the last call of an epoch would run past its end.
+    from tfdl.compile import compile_model
     from tfdl.training import build, fit
 
-    p = prepare(pipeline(train={**TINY["train"], "steps_per_execution": steps_per_execution}))
+    train_ = {**TINY["train"], "steps_per_execution": steps_per_execution, "loop": loop}
+    p = prepare(pipeline(train={**train_, "epochs": 3}))
     steps = math.ceil(len(p.splits.y_train) / p.cfg.train.batch_size)
-    assert steps == p.steps_per_epoch and steps % 7 != 0
-    model = build(p)
-    fit(model, p)
+    assert steps == p.steps_per_epoch == 20
+    tally = Tally()
+    model = compile_model(keras.Sequential([keras.Input((64,)), tally, build(p)]), p)
+    counter = EpochTally(tally)
+    fit(model, p, callbacks=[counter])
     assert int(model.optimizer.iterations.numpy()) == p.cfg.train.epochs * steps
+    # Each epoch saw every training row once: their number and the sum of their features.
+    total = p.splits.x_train.astype("float32").sum(axis=0)
+    assert [rows for rows, _ in counter.seen] == [len(p.splits.y_train)] * 3
+    for _, seen in counter.seen:
+        np.testing.assert_allclose(seen, total, rtol=1e-4, atol=1e-2)

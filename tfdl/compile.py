@@ -8,6 +8,7 @@ from tfdl.errors import ConfigError
 from tfdl.models.schema import ARCHITECTURES
 
 AUTO_STEPS = 128  # batches per compiled call for steps_per_execution: auto (measured)
+MIN_DIVISOR = 32  # measured as fast as 128 (benchmarks/results/speed.md, "Defaults")
 
 # Loss and metrics each task can take; the first loss is the "auto" choice.
 TASK_LOSSES = {
@@ -172,7 +173,12 @@ def jit_compile(cfg) -> bool | str:
 
 
 def steps_per_execution(train, steps_per_epoch: int) -> int:
-    """The configured number, or for "auto" AUTO_STEPS batches per call (at most an epoch)."""
+    """The configured number, or for "auto" up to AUTO_STEPS batches per call: the largest
+    number that divides the epoch's steps when one of at least MIN_DIVISOR does (fit then
+    reads one repeated stream, see tfdl.training.fit), else AUTO_STEPS (at most an epoch)."""
     if train.steps_per_execution != "auto":
         return train.steps_per_execution
-    return max(1, min(AUTO_STEPS, steps_per_epoch))
+    if steps_per_epoch <= AUTO_STEPS:
+        return max(1, steps_per_epoch)
+    divisor = max(d for d in range(1, AUTO_STEPS + 1) if steps_per_epoch % d == 0)
+    return divisor if divisor >= MIN_DIVISOR else AUTO_STEPS

@@ -29,7 +29,7 @@ def gradient_descent(
     initial_epoch: int = 0,
     callbacks=(),
     verbose: int = 2,
-    steps_per_epoch: int | None = None,
+    steps_per_epoch: int,
     metric_names=(),
     task: str = "multiclass",
     one_hot: bool = False,
@@ -37,7 +37,8 @@ def gradient_descent(
     """Train the compiled `model` on the batches of `train` with the lecture's loop.
 
     Args:
-        train, validation_data: tf.data datasets of (x, y) batches; one pass is one epoch.
+        train: a repeated tf.data stream of (x, y) batches; `steps_per_epoch` of them are
+            one epoch. validation_data: a dataset of (x, y) batches, one pass.
         metric_names, task, one_hot: the run's metrics as `tfdl.compile.make_metrics` makes
             them for compile, so the logs carry the same names and values as under fit.
         callbacks: Keras callbacks, called at the same points as fit calls them.
@@ -81,11 +82,13 @@ def gradient_descent(
     # The backup's restore sets the epoch to continue from, as under fit.
     initial_epoch = model._initial_epoch or initial_epoch
     epoch_logs = None
+    batches = iter(train)  # one stream through all epochs, as fit reads it
     for epoch in range(initial_epoch, epochs):
         for m in (loss_mean, *metrics):
             m.reset_state()
         callbacks.on_epoch_begin(epoch)
-        for batch, (x, y) in enumerate(train):
+        for batch in range(steps_per_epoch):
+            x, y = next(batches)
             callbacks.on_train_batch_begin(batch)
             logs = step(x, y)
             callbacks.on_train_batch_end(batch, logs)

@@ -70,19 +70,23 @@ def fit(model, p: Prepared, *, callbacks=(), epochs=None, initial_epoch=0, **sta
         callbacks=[*stack.callbacks, *callbacks],
         verbose=t.verbose,
     )
+    steps = p.steps_per_epoch
     if t.loop == "custom":
         from tfdl.gradient_descent import gradient_descent
 
         metrics = dict(metric_names=t.metrics, task=p.spec.task, one_hot=p.one_hot)
-        steps = p.steps_per_epoch
-        history = gradient_descent(
-            model, p.dataset("train"), **run, **metrics, steps_per_epoch=steps
-        )
+        train = p.dataset("train", repeat=True)
+        history = gradient_descent(model, train, **run, **metrics, steps_per_epoch=steps)
         return history, stack
-    # Not repeated with steps_per_epoch: Keras then runs whole steps_per_execution
-    # blocks, and an epoch whose steps they do not divide would run past its end.
-    # shuffle=False: the tf.data pipeline shuffles the training split itself.
-    history = model.fit(p.dataset("train"), **run, shuffle=False)
+    # One repeated stream read through all epochs (one pass each, reshuffled): Keras then
+    # keeps one iterator instead of making one every epoch, and the prefetch reads on across
+    # an epoch's end. Keras runs whole steps_per_execution blocks, so only where they
+    # divide the epoch; elsewhere a stream per epoch. shuffle=False: tf.data shuffles.
+    if steps % model.steps_per_execution == 0:
+        train = p.dataset("train", repeat=True)
+        history = model.fit(train, **run, steps_per_epoch=steps, shuffle=False)
+    else:
+        history = model.fit(p.dataset("train"), **run, shuffle=False)
     return history, stack
 
 

@@ -3,12 +3,17 @@ Keras, as a script without tfdl would: the other side of the time-to-goal compar
 benchmarks/accuracy.py.
 
     python -m benchmarks.plain_digits mlp|cnn [--goal 0.97] [--out FILE]
+    python -m benchmarks.plain_digits mlp --epochs 30 --no-stop   # benchmarks/whole_run.py
 
 The same split (stratified, 15% test then 15% validation, seed 42), scaling (scikit-learn's
 StandardScaler fitted on the training split), layers, optimizer and callbacks; NumPy
 arrays into model.fit with Keras's default compile settings. Writes (or prints) JSON: each
 epoch's wall-clock end (time.time()), its validation and test accuracy; `--goal` stops
 training at the first epoch whose test accuracy reaches it.
+
+`--no-stop` trains every epoch (`--epochs`, the pipeline's by default) with no callbacks:
+no early stopping, no plateau, no test-accuracy clock. Its JSON: the epochs trained, the
+final learning rate and the test accuracy.
 """
 
 import argparse
@@ -141,7 +146,15 @@ def main(argv=None):
     parser.add_argument("model", choices=sorted(SETTINGS))
     parser.add_argument("--goal", type=float, help="stop once the test accuracy reaches it")
     parser.add_argument("--out", help="write the JSON here instead of printing it")
+    parser.add_argument("--epochs", type=int, help="epochs to train (default: the pipeline's)")
+    parser.add_argument(
+        "--no-stop",
+        action="store_true",
+        help="train every epoch: no early stopping, plateau or test-accuracy clock",
+    )
     args = parser.parse_args(argv)
+    if args.no_stop and args.goal is not None:
+        parser.error("--goal needs the test-accuracy clock, which --no-stop leaves out")
     s = SETTINGS[args.model]
 
     keras.utils.set_random_seed(SEED)
@@ -167,16 +180,25 @@ def main(argv=None):
         ),
         clock,
     ]
-    model.fit(
+    if args.no_stop:  # every epoch at a constant rate, nothing else per epoch
+        callbacks = []
+    history = model.fit(
         *train,
         batch_size=s["train.batch_size"],
-        epochs=s["train.epochs"],
+        epochs=args.epochs or s["train.epochs"],
         validation_data=val,
         callbacks=callbacks,
         verbose=0,
     )
     _, test_accuracy = model.evaluate(*test, verbose=0)
-    report({"epochs": clock.epochs, "test_accuracy": float(test_accuracy)}, args.out)
+    if args.no_stop:
+        result = {
+            "epochs_trained": len(history.epoch),
+            "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+        }
+    else:
+        result = {"epochs": clock.epochs}
+    report(result | {"test_accuracy": float(test_accuracy)}, args.out)
 
 
 def report(result: dict, out: str | None) -> None:

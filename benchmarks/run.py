@@ -1,8 +1,9 @@
 """`make bench`: every measurement, one table, and results/speed.md and .json.
 
 python -m benchmarks.run [section ...]
-sections: defaults throughput loops run_cost tuning cli memory gpu scaling
-(scaling takes its sizes from TFDL_BENCH_SIZES).
+sections: defaults throughput loops run_cost whole_run tuning cli memory gpu scaling
+(scaling takes its sizes from TFDL_BENCH_SIZES, whole_run its repeats from
+TFDL_BENCH_REPEATS).
 A full run writes the results files; a partial one measures its sections again and
 replaces them in the results, each section stamped with the date and commit it ran at.
 """
@@ -24,6 +25,7 @@ SECTIONS = (
     "throughput",
     "loops",
     "run_cost",
+    "whole_run",
     "tuning",
     "cli",
     "memory",
@@ -35,6 +37,8 @@ GOALS = {  # the issue's targets, each as (description, test on the measured val
     "tfdl/limit": ("tfdl within 10% of the in-memory limit", lambda r: r >= 0.9),
     "tracking_overhead": ("tracking <= 2% of epoch time", lambda r: r <= 0.02),
     "extra_s_per_trial": ("<= 0.5 s extra per trial", lambda r: r <= 0.5),
+    "tfdl/plain": ("tfdl's whole run <= the plain Keras script's", lambda r: r <= 1.0),
+    "tfdl/autolog": ("tfdl's whole run <= half the autolog script's", lambda r: r <= 0.5),
     "cli": ("< 1 s", lambda r: r < 1.0),
     "search_growth": ("RSS at trial 30 within 10% of trial 5", lambda r: r <= 1.10),
     "scaling_flatness": ("samples/s within 20% across sizes", lambda r: r <= 1.2),
@@ -106,7 +110,7 @@ def child(section: str, *args: str):
 
 
 def run(sections) -> dict:
-    from benchmarks import cli, gpu, memory, run_cost, scaling
+    from benchmarks import cli, gpu, memory, run_cost, scaling, whole_run
     from benchmarks.throughput import MODELS
 
     out = {"machine": machine()}
@@ -118,6 +122,8 @@ def run(sections) -> dict:
         out["loops"] = [isolated("loops", name) for name in MODELS]
     if "run_cost" in sections:
         out["run_cost"] = run_cost.measure()
+    if "whole_run" in sections:
+        out["whole_run"] = whole_run.measure()
     if "tuning" in sections:
         out["tuning"] = isolated("tuning")
     if "cli" in sections:
@@ -258,6 +264,32 @@ def markdown(r: dict) -> str:
             "",
             "Imports timed first in the process; each phase by a timer around the function "
             "that does it (no profiler, which would inflate the Python-heavy phases).",
+        ]
+    if "whole_run" in r:
+        w = r["whole_run"]
+        lines += [
+            "",
+            "## A whole run against the scripts a user would write",
+            "",
+            f"The digits MLP of {w['pipeline']}, {w['epochs']} epochs (none cut short, a "
+            "constant learning rate), each way a fresh process from spawn to exit: the "
+            "`tfdl train` CLI (its MLflow run, pictures and model as shipped), "
+            "`benchmarks/plain_digits.py` (plain Keras, untracked) and "
+            "`benchmarks/autolog_digits.py` (the same script with "
+            "`mlflow.tensorflow.autolog()`). Alternated, median of "
+            f"{w['repeats']} processes each, after one untimed round that creates the "
+            "stores.",
+            "",
+            "| way | s, median | each repeat, s |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {way} | {s:.1f} | " + ", ".join(f"{run[way]:.1f}" for run in w["runs_s"]) + " |"
+            for way, s in w["median_s"].items()
+        ]
+        lines += [""] + [
+            f"- {key}: {w[key]:.2f} (median of each repeat's ratio), {verdict(key, w[key])}."
+            for key in ("tfdl/plain", "tfdl/autolog")
         ]
     if "defaults" in r:
         lines += ["", "## Defaults: samples/s relative to steps_per_execution=1, no XLA", ""]

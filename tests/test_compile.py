@@ -123,8 +123,8 @@ def test_auto_steps_per_execution_divides_the_epoch_where_it_can(steps, chosen):
 
     got = steps_per_execution(SimpleNamespace(steps_per_execution="auto"), steps)
     assert got == chosen
-    assert steps % got == 0 or got == 128 and not any(
-        steps % d == 0 for d in range(MIN_DIVISOR, 129)
+    assert (
+        steps % got == 0 or got == 128 and not any(steps % d == 0 for d in range(MIN_DIVISOR, 129))
     )
     fixed = SimpleNamespace(steps_per_execution=7)
     assert steps_per_execution(fixed, steps) == 7  # a configured number is kept

@@ -25,6 +25,12 @@ except ImportError:  # Windows: no advisory locks; one process at a time there
 
 PROJECT = Path(__file__).resolve().parent.parent
 STORE = PROJECT / "mlruns"
+# A training's epochs are logged and backed up at most this often, those of the meantime
+# together: one write to the sqlite store costs about 5 ms of CPU, which made a 78 ms epoch
+# 15% slower when written every epoch (benchmarks/results/analysis.md), and a backup forces
+# the write it depends on. A person watching the run cannot tell a quarter of a second;
+# an epoch longer than this is stored as it ends.
+LOG_EVERY_S = 0.25
 
 
 def tracking_uri() -> str:

@@ -2,8 +2,10 @@
 
 import errno
 import json
+import math
 import os
 import shutil
+import time
 import zlib
 
 import keras
@@ -14,7 +16,8 @@ SPARE = 1 << 20  # bytes kept free beyond the backup's own size
 
 
 class Backup(keras.callbacks.BackupAndRestore):
-    """keras.callbacks.BackupAndRestore, with each epoch's backup written whole.
+    """keras.callbacks.BackupAndRestore, with each backup written whole, taken at most
+    every `every_s` seconds.
 
     The backup is two files (weights, then the epoch number); Ctrl-C or SIGTERM between
     the two would leave weights of epoch k labelled with an older epoch, and a resume
@@ -25,17 +28,26 @@ class Backup(keras.callbacks.BackupAndRestore):
     (on a full disk h5py can crash the process): an OSError, and the run fails.
     """
 
-    def __init__(self, backup_dir, before_commit=None):
+    def __init__(self, backup_dir, before_commit=None, every_s: float = 0.0):
         super().__init__(backup_dir, double_checkpoint=True)
-        # Called between the weights and the epoch number: the metrics logger's wait, so a
-        # backed-up epoch is always a logged one while the log is written meanwhile.
+        # Called between the weights and the epoch number: the metrics logger's wait (it
+        # stores the epochs it holds), so a backed-up epoch is always a logged one while
+        # the log is written meanwhile.
         self.before_commit = before_commit or (lambda: None)
+        # A backup at most this often (the stack's: store.LOG_EVERY_S, the metrics'
+        # beat); a resume repeats the epochs since, which are logged already.
+        self.every_s, self._last = every_s, -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now  # taken before the logger's wait: the next beat falls with its write
         with signals_deferred():
             super().on_epoch_end(epoch, logs)
 
     def on_train_begin(self, logs=None):
+        self._last = -math.inf  # the first epoch is backed up
         pairs = [
             (self._weights_path, self._training_metadata_path),
             (self._prev_weights_path, self._prev_training_metadata_path),

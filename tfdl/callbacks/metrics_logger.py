@@ -5,7 +5,7 @@ import keras
 
 class MetricsLogger(keras.callbacks.Callback):
     """Calls `log(logs, epoch)` at the end of every epoch after the first `logged_epochs`
-    (a resumed run repeats the epoch it was killed in; its metrics are already logged).
+    (a resumed run repeats the epochs since its last backup; their metrics are logged).
 
     Training code stays ignorant of the store: the caller passes MLflow's logging
     function. (mlflow.tensorflow.MlflowCallback would also log the optimizer's settings
@@ -24,5 +24,6 @@ class MetricsLogger(keras.callbacks.Callback):
         self.wait()
 
     def wait(self):
-        """Return once every epoch handed over is stored (`log` may write in the background)."""
+        """Return once every epoch handed over is stored (`log` may hold epochs back and
+        write in the background)."""
         getattr(self.log, "wait", lambda: None)()

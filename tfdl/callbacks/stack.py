@@ -5,6 +5,7 @@ from pathlib import Path
 
 import keras
 
+from tfdl import store
 from tfdl.callbacks.backup import Backup, Checkpoint
 from tfdl.callbacks.dropout_schedule import DropoutScheduler
 from tfdl.callbacks.epoch_time import EpochTimer
@@ -107,6 +108,7 @@ def build_callbacks(
         made["metrics_logger"] = MetricsLogger(log, logged_epochs)
     if cfg.backup and run_dir is not None:
         logger = made.get("metrics_logger")
-        made["backup"] = Backup(str(run_dir / "backup"), logger.wait if logger else None)
+        wait = logger.wait if logger else None
+        made["backup"] = Backup(str(run_dir / "backup"), wait, every_s=store.LOG_EVERY_S)
     ordered = {name: made[name] for name in ORDER if name in made}
     return Stack(list(ordered.values()), ordered)

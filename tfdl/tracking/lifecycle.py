@@ -61,6 +61,12 @@ class Ending:
 
 
 _endings: list[Ending] = []
+_before_end: dict[str, Callable[[], None]] = {}  # run id -> what to store before it ends
+
+
+def before_end(run_id: str, store: Callable[[], None]) -> None:
+    """Have `store()` (an epoch logger's wait) called before run `run_id` is ended."""
+    _before_end[run_id] = store
 
 
 def endings() -> list[Ending]:
@@ -111,6 +117,13 @@ def run_lifecycle(
 def _end(run_id: str, kind: str, status: str, reason=None, trace=None) -> None:
     """End the run; a tracking server that does not answer gets the end kept for later
     (tfdl runs --upload), and TrackingOutage says where."""
+    store = _before_end.pop(run_id, None)
+    if store is not None:
+        # Every finished epoch is stored before the run is marked. Its error (a second
+        # Ctrl-C included) must not replace the run's own, nor keep the run from ending;
+        # an outage has kept the epochs for tfdl runs --upload, ahead of the end.
+        with contextlib.suppress(BaseException):
+            store()
     c, saved = client(), False
     with signals_deferred():
         try:

@@ -115,19 +115,19 @@ def upload(client) -> list[tuple[str, int, str | None]]:
 
     sent = []
     for path in sorted((STORE / "unsent").glob("*.jsonl")):
-        run_id, epochs, ended = path.stem, 0, None
+        run_id, epochs, ended = path.stem, set(), None
         for line in path.read_text().splitlines():
             record = json.loads(line)
             if record["call"] == "log_batch":
                 metrics = [Metric(**m) for m in record["metrics"]]
                 tags = [RunTag(k, v) for k, v in record.get("tags", {}).items()]
                 client.log_batch(run_id, metrics=metrics, tags=tags)
-                epochs += 1
+                epochs |= {m.step for m in metrics}  # a write may carry several epochs
             elif record["call"] == "end":
                 if record.get("reason"):
                     client.set_tag(run_id, "tfdl.error", record["reason"])
                 client.set_terminated(run_id, record["status"])
                 ended = record["status"]
         path.unlink()
-        sent.append((run_id, epochs, ended))
+        sent.append((run_id, len(epochs), ended))
     return sent

@@ -7,6 +7,7 @@ import concurrent.futures
 import hashlib
 import io
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -18,45 +19,90 @@ import numpy as np
 import yaml
 from mlflow.entities import Metric, RunTag
 
+from tfdl import store
 from tfdl.config import flatten
 from tfdl.store import PROJECT, shared, tracking_uri
 from tfdl.tracking import liveness, outage
-from tfdl.tracking.lifecycle import client, log_params
+from tfdl.tracking.lifecycle import before_end, client, log_params
 
 # The thread that stores epoch metrics. Ours, not MLflow's async queue: ending a run shuts
 # that queue down and joins its threads, which cost about a second per run (a search's trials).
 _WRITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfdl-metrics")
+MAX_BATCH = 1000  # MLflow's limit on the metrics and tags of one log_batch
 
 
-def epoch_logger(run_id: str):
-    """A function logging every number of Keras's epoch logs to run `run_id`, step = epoch
+def epoch_logger(run_id: str, clock=time.monotonic) -> EpochLogger:
+    """A callable logging every number of Keras's epoch logs to run `run_id`, step = epoch
     number (1-based). The run is named, not taken from MLflow's active-run stack, so no
-    metric of one trial can land in another's run."""
-    c = client()
-    pending = []
-    # In the background: the write overlaps the epoch's backup instead of adding to the
-    # epoch (benchmarks/results/speed.md); `log.wait()` returns once every epoch is stored.
+    metric of one trial can land in another's run. `clock`: seconds, for store.LOG_EVERY_S."""
+    return EpochLogger(run_id, clock)
 
-    def log(logs: dict, epoch: int) -> None:
+
+class EpochLogger:
+    """`log(logs, epoch)` holds the epoch until store.LOG_EVERY_S has passed since the last
+    write, then hands all it holds to the writer thread in one write (in the background,
+    so the write overlaps the next epoch); the first epoch goes at once. `log.wait()`
+    writes what is held and returns once every epoch handed over is stored. The run's end
+    waits too (lifecycle.before_end): a run ended KILLED or FAILED has every epoch that
+    finished."""
+
+    def __init__(self, run_id: str, clock=time.monotonic):
+        self.run_id, self.clock, self.every_s = run_id, clock, store.LOG_EVERY_S
+        self._client = client()
+        self._held: list[list[Metric]] = []  # epochs not yet handed to the writer
+        self._pending: list[concurrent.futures.Future] = []  # writes under way
+        self._last = -math.inf  # when the writer was last handed epochs
+        before_end(run_id, self.wait)
+
+    def __call__(self, logs: dict, epoch: int) -> None:
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, epoch + 1) for k, v in logs.items() if _is_number(v)]
+        numbers = [(k, float(v)) for k, v in logs.items() if _is_number(v)]
+        self._held.append([Metric(k, v, now, epoch + 1) for k, v in numbers])
+        if self.clock() - self._last >= self.every_s:
+            self._write()
+
+    def wait(self) -> None:
+        self._write()
+        first = None
+        while self._pending:  # every write is waited for; the first error is raised
+            error = self._pending[0].exception()
+            self._pending.pop(0)
+            first = first or error
+        if first is not None:
+            raise first
+
+    def _write(self) -> None:
+        if not self._held:
+            return
+        epochs, self._held, self._last = self._held, [], self.clock()
         alive = [RunTag(liveness.HEARTBEAT, liveness.beat())]  # in the same write: free
-        # What the write carries, kept on disk if the tracking server stays away.
-        fields = ("key", "value", "timestamp", "step")
-        record = {
-            "call": "log_batch",
-            "metrics": [{f: getattr(m, f) for f in fields} for m in metrics],
-        }
-        record["tags"] = {t.key: t.value for t in alive}
-        write = (outage.patient, run_id, record, c.log_batch, run_id)
-        pending.append(_WRITER.submit(*write, metrics=metrics, tags=alive))
+        for metrics in _batches(epochs, MAX_BATCH - len(alive)):
+            # What the write carries, kept on disk if the tracking server stays away.
+            fields = ("key", "value", "timestamp", "step")
+            record = {
+                "call": "log_batch",
+                "metrics": [{f: getattr(m, f) for f in fields} for m in metrics],
+                "tags": {t.key: t.value for t in alive},
+            }
+            write = (outage.patient, self.run_id, record, self._client.log_batch, self.run_id)
+            self._pending.append(_WRITER.submit(*write, metrics=metrics, tags=alive))
 
-    def wait() -> None:
-        while pending:
-            pending.pop(0).result()  # raises what the write raised
 
-    log.wait = wait
-    return log
+def _batches(epochs: list[list[Metric]], size: int):
+    """The epochs' metrics in lists of at most `size`, in step order, an epoch split only
+    when it alone has more: a write is one transaction, so the store holds whole epochs
+    and the last `loss` step counts them (reading.logged_epochs, on resume)."""
+    batch: list[Metric] = []
+    for metrics in epochs:
+        if len(batch) + len(metrics) > size and batch:
+            yield batch
+            batch = []
+        while len(metrics) > size:
+            yield metrics[:size]
+            metrics = metrics[size:]
+        batch = batch + metrics
+    if batch:
+        yield batch
 
 
 def _is_number(v) -> bool:

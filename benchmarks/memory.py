@@ -39,25 +39,51 @@ def peak_rss(pipeline, epochs=2) -> float:
     return int(proc.stderr.split()[-1]) / 1024
 
 
+def _newest_child(pid) -> int | None:
+    """The child of `pid` started last, if any: a search's trials process."""
+    newest, start = None, -1
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # fields after the command's name: state, ppid, ..., starttime (index 19)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid and int(fields[19]) > start:
+            newest, start = int(stat.parent.name), int(fields[19])
+    return newest
+
+
 def _rss_by_line(cmd, pattern) -> dict[int, float]:
-    """RSS (MiB) of the process `cmd` each time it prints a line matching `pattern`, keyed
-    by the number the pattern's group captures."""
+    """RSS (MiB) of the process that prints a line matching `pattern`, keyed by the number
+    the pattern's group captures: the process `cmd`, or the child it runs trials in
+    (tfdl.search_workers). A line a child prints as it hands over to the next may find
+    it gone: that line has no figure, rather than another process's."""
     proc = subprocess.Popen(
         cmd, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-    rss = {}
+    rss, children = {}, False
     for line in proc.stdout:
         match = re.match(pattern, line)
-        if match:
-            rss[int(match.group(1))] = _rss_mib(proc.pid)
+        if not match:
+            continue
+        child = _newest_child(proc.pid)
+        children = children or child is not None
+        if child is None and children:
+            continue
+        try:
+            rss[int(match.group(1))] = _rss_mib(child or proc.pid)
+        except (OSError, AttributeError):  # exited, or a zombie with no VmRSS
+            continue
     if proc.wait() != 0:
         raise RuntimeError(f"{' '.join(cmd[2:])} failed")
     return rss
 
 
-def search_rss(job=SEARCH, trials=30, epochs=1) -> dict[int, float]:
-    """RSS (MiB) of a `tfdl tune` process at the end of each trial, by trial number."""
-    cmd = [*TFDL, "tune", job, f"max_trials={trials}", f"epochs={epochs}", "--overwrite"]
+def search_rss(job=SEARCH, trials=30, epochs=1, overrides=()) -> dict[int, float]:
+    """RSS (MiB) of the process running a `tfdl tune`'s trials at the end of each trial,
+    by trial number: the job's worker_trials replace that process every K trials
+    (`overrides=["worker_trials=null"]`: one process runs them all)."""
+    settings = [f"max_trials={trials}", f"epochs={epochs}", *overrides]
+    cmd = [*TFDL, "tune", job, *settings, "--overwrite"]
     return _rss_by_line(cmd, r"trial (\d+) of")  # printed by the tuner as each trial ends
 
 

@@ -130,14 +130,17 @@ def run(sections) -> dict:
         out["cli"] = cli.measure()
     if "memory" in sections:
         rss, plain = memory.search_rss(), memory.plain_loop_rss()
+        alone = memory.search_rss(overrides=["worker_trials=null"])
         out["memory"] = {
             "peak_rss_mib": {p.stem: memory.peak_rss(p) for p in memory.pipelines()},
             "search_rss_mib": rss,
             "search_growth": rss[30] / rss[5],
+            "one_process_rss_mib": alone,
+            "one_process_growth": alone[30] / alone[5],
             "plain_loop_rss_mib": plain,
             "plain_loop_growth": plain[30] / plain[5],
-            # MiB per trial from trial 5 on: the search's against plain Keras's
-            "search_mib_per_trial": (rss[30] - rss[5]) / 25,
+            # MiB per trial from trial 5 on: one process's search against plain Keras's
+            "search_mib_per_trial": (alone[30] - alone[5]) / 25,
             "plain_loop_mib_per_round": (plain[30] - plain[5]) / 25,
         }
     if "gpu" in sections:
@@ -153,7 +156,7 @@ def merged(old: dict, new: dict) -> dict:
     """The earlier results with the sections measured again replaced."""
     out = old | {k: v for k, v in new.items() if k != "measured"}
     out["measured"] = old.get("measured", {}) | new["measured"]
-    for key in ("search_rss_mib", "plain_loop_rss_mib"):  # JSON made their keys strings
+    for key in ("search_rss_mib", "one_process_rss_mib", "plain_loop_rss_mib"):  # JSON keys: str
         if key in out.get("memory", {}):
             out["memory"][key] = {int(k): v for k, v in out["memory"][key].items()}
     return out
@@ -322,15 +325,27 @@ def markdown(r: dict) -> str:
         rss = mem["search_rss_mib"]
         lines += [
             "",
-            f"30-trial search: RSS {rss[5]:.0f} MiB at trial 5, {rss[30]:.0f} MiB at trial 30 "
-            f"(x{mem['search_growth']:.3f}): {verdict('search_growth', mem['search_growth'])}.",
+            f"30-trial search (`worker_trials: 10`, the default: the trials' process replaced "
+            f"every 10): RSS of the process running the trial {rss[5]:.0f} MiB at trial 5, "
+            f"{rss[30]:.0f} MiB at trial 30 (x{mem['search_growth']:.3f}): "
+            f"{verdict('search_growth', mem['search_growth'])}.",
+        ]
+        if "one_process_rss_mib" in mem:
+            alone = mem["one_process_rss_mib"]
+            lines += [
+                "",
+                f"The same search in one process (`worker_trials=null`): {alone[5]:.0f} MiB "
+                f"at trial 5, {alone[30]:.0f} MiB at trial 30 "
+                f"(x{mem['one_process_growth']:.3f}).",
+            ]
+        lines += [
             "",
             f"Side by side, the same job's pipeline model built and fitted 30 times by plain "
             f"Keras (build, fit, clear_session, gc.collect): "
             f"{mem['plain_loop_rss_mib'][5]:.0f} MiB at round 5, "
             f"{mem['plain_loop_rss_mib'][30]:.0f} MiB at round 30 "
             f"(x{mem['plain_loop_growth']:.3f}). Growth from 5 to 30: "
-            f"{mem['search_mib_per_trial']:.1f} MiB per trial in the search, "
+            f"{mem['search_mib_per_trial']:.1f} MiB per trial in one process's search, "
             f"{mem['plain_loop_mib_per_round']:.1f} MiB per round in plain Keras.",
         ]
     if "gpu" in r:

@@ -85,10 +85,12 @@ def train(pipeline=None, overrides=(), *, resume: str | None = None, callbacks=(
 def tune(search, overrides=(), *, overwrite: bool = False, name: str | None = None):
     """Run (or continue) the Keras Tuner search of a tuning file, every trial an MLflow
     child run; `overwrite` starts afresh. Returns a `SearchResult` (None in a worker of a
-    distributed search): parent_id, best_values, best_score, trials."""
+    distributed search): parent_id, best_values, best_score, trials. A search of more
+    than the job's `worker_trials` runs its trials in child processes (tfdl.search_workers)."""
     from tfdl.config import as_overrides, load_tuning, validate
     from tfdl.errors import ConfigError
     from tfdl.prepared import prepare as prepare_config
+    from tfdl.search_workers import in_children, in_processes, role
 
     job, base = load_tuning(search, as_overrides(overrides))
     cfg = validate(base)
@@ -100,10 +102,12 @@ def tune(search, overrides=(), *, overwrite: bool = False, name: str | None = No
             f"{job.objective.metric!r} is not logged",
             ", ".join(p.logged_names),
         )
+    name = name or Path(search).stem
+    if in_processes(job, role()):
+        return in_children(job, base, name, overwrite)
     _ready()
     from tfdl.search import search as run_search
 
-    name = name or Path(search).stem
     return run_search(job, base, name=name, overwrite=overwrite, prepared=p)
 
 

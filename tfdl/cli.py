@@ -323,12 +323,18 @@ def _train(args) -> int:
 
 def _tune(args) -> int:
     import tfdl
+    from tfdl.search_workers import Interrupted
 
     if args.chief or args.worker is not None:  # Keras Tuner's own chief/worker protocol
         os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else f"tuner{args.worker}"
         os.environ["KERASTUNER_ORACLE_IP"] = "127.0.0.1"
         os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
-    result = tfdl.tune(args.tuning, args.overrides, overwrite=args.overwrite)
+    seen = len(_endings())
+    try:  # the trials may run in child processes (the job's worker_trials)
+        result = tfdl.tune(args.tuning, args.overrides, overwrite=args.overwrite)
+    except Interrupted as stop:  # the line names the runs the child ended too
+        print(_interrupted("tune", [*stop.ended, *_endings()[seen:]]), file=sys.stderr)
+        return 130
     if result is not None:
         best = f"best {result.metric} {result.best_score:.4f}"
         print(f"search {Path(args.tuning).stem} (run {result.parent_id}): {best}")

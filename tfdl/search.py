@@ -2,27 +2,37 @@
 
 A tuning file names a pipeline and a search space over its dotted config paths. The
 HyperModel turns Keras Tuner's HyperParameters into config overrides, so every builder
-and every config value is tunable with no code change.
+and every config value is tunable with no code change. What a search needs before
+TensorFlow loads (its parent run, how many trials it plans, its processes) is in
+tfdl.search_workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import json
-import os
-import shutil
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 from keras_tuner.src import config as kt_config
 
-from tfdl import store, tracking
+from tfdl import tracking
 from tfdl.config import TuningConfig, apply_overrides, as_overrides, validate
 from tfdl.prepared import Prepared, prepare
+from tfdl.search_workers import (
+    INTERRUPTED_SEARCH,
+    HandOver,
+    SearchResult,
+    planned,
+    project_dir,
+    search_run,
+)
+from tfdl.search_workers import role as _role
 from tfdl.signals import signals_deferred
 from tfdl.training import build, fit
 
@@ -68,25 +78,6 @@ def decoded(job: TuningConfig, values: dict) -> dict:
             # min + k * step in binary floats: 0.30000000000000004 is meant as 0.3
             out[path] = float(f"{value:.12g}") if isinstance(value, float) else value
     return out
-
-
-def planned(job: TuningConfig) -> int | str:
-    """How many trials the search will run: a grid may have fewer points than max_trials;
-    Hyperband decides as it goes."""
-    if job.tuner == "hyperband":
-        return "?"
-    if job.tuner != "grid":
-        return job.max_trials
-    points = 1
-    for p in job.space.values():
-        match p.type:
-            case "choice":
-                points *= len(p.values)
-            case "bool":
-                points *= 2
-            case _:  # int, or float with a step (the schema checks grids have one)
-                points *= int(round((p.max - p.min) / p.step)) + 1
-    return min(points, job.max_trials)
 
 
 class PipelineHyperModel(kt.HyperModel):
@@ -175,15 +166,23 @@ def duration(seconds: float) -> str:
 
 def tracked(tuner_class):
     """A tuner class whose trials each run inside their own MLflow child run of the
-    search's run `parent_id`."""
+    search's run `parent_id`; with `trials`, HandOver is raised when the next trial would
+    be one more than that."""
 
     class Tracked(tuner_class):
         trials_run = 0  # by this process: none means the search had nothing left to do
 
-        def __init__(self, *args, parent_id: str, **kwargs):
-            self.parent_id = parent_id
+        def __init__(self, *args, parent_id: str, trials: int | None = None, **kwargs):
+            self.parent_id, self.trials = parent_id, trials
             self.durations: list[float] = []  # of this process's trials, for the estimate
             super().__init__(*args, **kwargs)
+
+        def on_trial_begin(self, trial):
+            # Stopping here rather than after the K-th trial: an oracle with no trial
+            # left says so instead, and this process logs the results.
+            if self.trials is not None and self.trials_run >= self.trials:
+                raise HandOver
+            super().on_trial_begin(trial)
 
         def run_trial(self, trial, *args, **kwargs):
             self.trials_run += 1
@@ -242,23 +241,6 @@ def tracked(tuner_class):
     return Tracked
 
 
-INTERRUPTED_SEARCH = "interrupted: run the search again to resume it"
-
-
-@dataclass
-class SearchResult:
-    parent_id: str
-    metric: str  # the objective
-    best_values: dict
-    best_score: float | None
-    trials: list[dict]
-
-
-def project_dir(name: str) -> Path:
-    """Keras Tuner's project folder (its oracle, trials and checkpoints) inside the store."""
-    return store.run_dir(name).parent.parent / "tuner" / name
-
-
 def setup_devices(job: TuningConfig):
     """GPUs grow their memory as needed; returns the distribution strategy, if any.
 
@@ -272,14 +254,6 @@ def setup_devices(job: TuningConfig):
     if job.distribution == "mirrored" and len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return None
-
-
-def _role() -> str:
-    """chief, worker or alone, from Keras Tuner's own environment variables."""
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
-    if not tuner_id or "KERASTUNER_ORACLE_IP" not in os.environ:
-        return "alone"
-    return "chief" if tuner_id == "chief" else "worker"
 
 
 def _parent_file(name: str) -> Path:
@@ -305,13 +279,16 @@ def make_tuner(
     overwrite: bool = False,
     strategy=None,
     prepared: Prepared | None = None,
+    trials: int | None = None,
 ):
     """The tracked Keras Tuner of the job, recording its trials under run `parent_id`;
-    `prepared`: the base pipeline already prepared (its data is reused)."""
+    `prepared`: the base pipeline already prepared (its data is reused); `trials`: at
+    most so many, then HandOver."""
     objective = kt.Objective(job.objective.metric, direction=job.objective.direction)
     common = dict(
         hypermodel=PipelineHyperModel(job, base, prepared),
         parent_id=parent_id,
+        trials=trials,
         objective=objective,
         executions_per_trial=job.executions_per_trial,
         seed=job.seed,
@@ -336,36 +313,61 @@ def search(
     overwrite: bool = False,
     prepared: Prepared | None = None,
 ) -> SearchResult | None:
-    """Run (or continue) the search; returns its results, or None in a worker process.
-    `prepared`: the base pipeline already prepared (its data is reused by the trials)."""
+    """Run (or continue) the search in this process; returns its results, or None in a
+    worker process. `prepared`: the base pipeline already prepared (its data is reused
+    by the trials)."""
     role = _role()
-    if overwrite and role != "worker":
-        shutil.rmtree(project_dir(name), ignore_errors=True)
-    experiment = validate(base).tracking.experiment
-    policy, debug = keras.mixed_precision.global_policy(), kt_config.DEBUG
-    # A failed trial's traceback goes to its run's error.txt, not to the terminal.
-    kt_config.DEBUG = False
-    try:
+    with _tuner_settings():
         if role == "worker":  # the chief owns the parent run; a worker only adds trials
             return _search(job, base, name, role, _wait_for_parent(name), prepared)
         # The parent is ended KILLED or FAILED by whatever stops the search, setting up
         # the tuner included; the same command reopens it (tracking.search_parent).
-        opener = tracking.search_parent(name, job.model_dump(mode="json"), experiment, overwrite)
-        with tracking.run_lifecycle(
-            opener, kind="search", interrupted=INTERRUPTED_SEARCH
-        ) as parent_id:
+        with search_run(job, base, name, overwrite) as parent_id:
             return _search(job, base, name, role, parent_id, prepared)
+
+
+def run_trials(job: TuningConfig, base: dict, name: str, parent_id: str | None):
+    """A child process's share of the search (tfdl.search_workers): at most
+    `job.worker_trials` trials under the parent run `parent_id`, which another process
+    owns (a worker's chief names it). Raises HandOver while trials are left; the child
+    that finds none left logs the results and returns them (None in a worker)."""
+    role = _role()
+    with _tuner_settings():
+        parent_id = _wait_for_parent(name) if role == "worker" else parent_id
+        return _search(job, base, name, role, parent_id, None, job.worker_trials)
+
+
+@contextlib.contextmanager
+def _tuner_settings():
+    """Keras Tuner quiet about failed trials meanwhile; the dtype policy kept."""
+    policy, debug = keras.mixed_precision.global_policy(), kt_config.DEBUG
+    # A failed trial's traceback goes to its run's error.txt, not to the terminal.
+    kt_config.DEBUG = False
+    try:
+        yield
     finally:  # both are process-wide: leave them as they were
         keras.mixed_precision.set_global_policy(policy)
         kt_config.DEBUG = debug
 
 
-def _search(job, base, name, role, parent_id, prepared) -> SearchResult | None:
+def _search(job, base, name, role, parent_id, prepared, trials=None) -> SearchResult | None:
     strategy = setup_devices(job)
     if role == "chief":
         project_dir(name).mkdir(parents=True, exist_ok=True)
         _parent_file(name).write_text(parent_id)
-    tuner = make_tuner(job, name, base, parent_id=parent_id, strategy=strategy, prepared=prepared)
+    # A child reloads the search at every hand-over: Keras Tuner's "Reloading Tuner" line
+    # would break into the progress lines every K trials.
+    quiet = contextlib.redirect_stdout(io.StringIO()) if trials else contextlib.nullcontext()
+    with quiet:
+        tuner = make_tuner(
+            job,
+            name,
+            base,
+            parent_id=parent_id,
+            strategy=strategy,
+            prepared=prepared,
+            trials=trials,
+        )
     # Keras Tuner collects garbage twice before every build; over TensorFlow's heap that
     # took 0.5 s each (benchmarks/results/analysis.md). What exists now lives for the
     # whole search: freezing it leaves the collector only what trials create.

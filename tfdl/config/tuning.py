@@ -102,6 +102,11 @@ class TuningConfig(StrictModel):
     seed: Seed = 42
     distribution: Literal["none", "mirrored"] = "none"  # mirrored: one trial over all GPUs
     mixed_precision: bool = False
+    # Trials per process: `tfdl tune` runs a longer search's trials in child processes,
+    # each replaced after this many, as TensorFlow's memory grows with every trial a
+    # process runs (tfdl/search_workers.py); null: every trial in the command's process.
+    # Strict: `true` would otherwise pass as 1, a process per trial.
+    worker_trials: Annotated[PositiveInt, Field(strict=True)] | None = 10
     # The best model becomes a new version of this registered model, alias "champion".
     register_as: RegisteredName | None = None
 

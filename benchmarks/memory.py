@@ -25,8 +25,10 @@ _REPORT_PEAK = (
 )
 
 
-def peak_rss(pipeline, epochs=2) -> float:
-    """Peak RSS (MiB) of `tfdl train` on one pipeline, a short run of it."""
+def peak_rss(pipeline, epochs=2) -> float | str:
+    """Peak RSS (MiB) of `tfdl train` on one pipeline, a short run of it; or, for a
+    pipeline the command refuses (exit 2: e.g. its data set is not downloaded and there is
+    no network), the command's one-line reason."""
     proc = subprocess.run(
         [sys.executable, "-c", _REPORT_PEAK, "train", str(pipeline), f"train.epochs={epochs}"],
         cwd=PROJECT,
@@ -34,6 +36,8 @@ def peak_rss(pipeline, epochs=2) -> float:
         stderr=subprocess.PIPE,
         text=True,
     )
+    if proc.returncode == 2:
+        return next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
     if proc.returncode != 0:
         raise RuntimeError(f"{pipeline}: {proc.stderr[-500:]}")
     return int(proc.stderr.split()[-1]) / 1024

@@ -321,7 +321,10 @@ def markdown(r: dict) -> str:
     if "memory" in r:
         mem = r["memory"]
         lines += ["", "## Memory", "", "| pipeline (2 epochs) | peak RSS MiB |", "|---|---|"]
-        lines += [f"| {k} | {v:.0f} |" for k, v in mem["peak_rss_mib"].items()]
+        lines += [
+            f"| {k} | {v:.0f} |" if isinstance(v, float) else f"| {k} | not run: {v} |"
+            for k, v in mem["peak_rss_mib"].items()
+        ]
         rss = mem["search_rss_mib"]
         lines += [
             "",

@@ -42,6 +42,11 @@ class EpochClock(keras.callbacks.Callback):
         times = getattr(self, which)[1:]
         return statistics.median(times)
 
+    def mean(self, which="full"):
+        """Mean epoch time after the first: what a cost paid every few epochs (a write or
+        backup at most every 0.25 s) adds per epoch, which a median can miss or overstate."""
+        return statistics.mean(getattr(self, which)[1:])
+
 
 def median(values):
     return statistics.median(values)

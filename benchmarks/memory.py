@@ -37,7 +37,8 @@ def peak_rss(pipeline, epochs=2) -> float | str:
         text=True,
     )
     if proc.returncode == 2:
-        return next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
+        line = next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
+        return ": ".join(line.split(": ")[:3])  # e.g. "error: data.path: mnist is not downloaded"
     if proc.returncode != 0:
         raise RuntimeError(f"{pipeline}: {proc.stderr[-500:]}")
     return int(proc.stderr.split()[-1]) / 1024

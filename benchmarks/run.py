@@ -225,9 +225,11 @@ def markdown(r: dict) -> str:
             )
         lines += [
             "",
-            "Per-epoch overhead: the median, repeat by repeat, of whole epochs (training, "
-            "validation, every callback, the backup included in both) tracked against "
-            "untracked; goal: <= 2%.",
+            "Per-epoch overhead: the median over repeats of the mean whole epoch (training, "
+            "validation, every callback, the backup included in both; the epochs after the "
+            "first) tracked against untracked, paired repeat by repeat; goal: <= 2%. The "
+            "mean, as metrics are written and backups taken at most every 0.25 s: on short "
+            "epochs their cost falls on one epoch in several.",
         ]
     if "loops" in r:
         lines += [

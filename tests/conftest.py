@@ -80,9 +80,11 @@ def sigint_as_python_default():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_tfdl(*args, uri: str):
+def start_tfdl(*args, uri: str, session: bool = False):
     """The real `tfdl` command as a background process against the store `uri`, taking
-    Ctrl-C (SIGINT) as a user's terminal would deliver it."""
+    Ctrl-C (SIGINT) as a user's terminal would deliver it. `session`: in a session of its
+    own, as a terminal's foreground job: a signal to its process group reaches it (and
+    whatever it started there), not the tests."""
     return subprocess.Popen(
         [*TFDL, *map(str, args)],
         cwd=PROJECT,
@@ -90,6 +92,7 @@ def start_tfdl(*args, uri: str):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        start_new_session=session,
         preexec_fn=sigint_as_python_default,
     )
 

@@ -232,30 +232,32 @@ def test_zero_weights_leave_one_distinct_unit_per_layer_and_he_as_many_as_its_wi
 
 
 @pytest.mark.slow
-def test_the_schedule_demonstrations_show_their_shapes(
+def test_the_schedule_demonstrations_show_their_shapes_and_decay_beats_a_constant_rate(
     lecture_store,
 ):
     names = ("constant", "dropout_ramp", "exponential", "cosine_warmup", "one_cycle", "plateau")
     runs = {name: run(f"schedule_{name}") for name in names}
     rate = {name: np.array(metric(r.run_id, "learning_rate")) for name, r in runs.items()}
-    assert len(rate["constant"]) == 15 and np.all(rate["constant"] == rate["constant"][0])
+    assert len(rate["constant"]) == 30 and np.all(rate["constant"] == rate["constant"][0])
     # The dropout ramp: 0 -> 0.5 over its 10 epochs, then held.
     dropout = metric(runs["dropout_ramp"].run_id, "dropout_rate")
-    np.testing.assert_allclose(dropout, [min(e / 10, 1.0) * 0.5 for e in range(15)], atol=1e-6)
+    np.testing.assert_allclose(dropout, [min(e / 10, 1.0) * 0.5 for e in range(30)], atol=1e-6)
     # Exponential: x0.8 per epoch.
     np.testing.assert_allclose(rate["exponential"][1:] / rate["exponential"][:-1], 0.8, rtol=1e-3)
     # Cosine with warmup and one-cycle: up first, then down to far below their peak.
-    for name, peak_epoch in (("cosine_warmup", 2), ("one_cycle", 4)):
+    for name, peak_epoch in (("cosine_warmup", 2), ("one_cycle", 9)):
         r = rate[name]
         assert abs(int(r.argmax()) - peak_epoch) <= 1, (name, r)
         assert r[-1] < 0.05 * r.max() and r[0] < r.max()
     # Reduce on plateau: the rate only ever halves.
     steps = rate["plateau"][1:] / rate["plateau"][:-1]
     assert np.all(np.isclose(steps, 1.0) | np.isclose(steps, 0.5)) and steps.min() == 0.5
-    # Whether a decaying rate ends at a lower validation loss than this constant one
-    # depends on the data's order at these settings: since the training stream became one
-    # repeated stream it no longer does here (exponential 0.097 against 0.076), so the
-    # demonstration's settings are to be tuned again before it claims that.
+    # The lecture's point: over 30 epochs the constant rate's val_loss climbs away from its
+    # best while every decaying rate settles lower (seeds 42, 1, 2: constant 0.35, 1.9, 0.34
+    # against at most 0.16 for any decaying one).
+    final = {name: metric(r.run_id, "val_loss")[-1] for name, r in runs.items()}
+    for name in ("exponential", "cosine_warmup", "one_cycle", "plateau"):
+        assert final[name] < final["constant"], final
 
 
 # --------------------------------------------------------------------------- batch size

@@ -122,8 +122,10 @@ def wait_for_epochs(client, folder, n, timeout=180):
 
 
 def slow_pipeline(write_pipeline, epochs):
-    # batch 4: ~300 steps an epoch, so a signal lands mid-training
-    return write_pipeline({**TINY, "train": {**TINY["train"], "epochs": epochs, "batch_size": 4}})
+    # batch 4, one step per call: ~300 trips through Python an epoch, so a signal lands
+    # mid-training and writes and backups come every epoch or two
+    train = {**TINY["train"], "epochs": epochs, "batch_size": 4, "steps_per_execution": 1}
+    return write_pipeline({**TINY, "train": train})
 
 
 @pytest.mark.slow

@@ -102,13 +102,13 @@ class Raise(keras.callbacks.Callback):
 def test_epochs_within_the_interval_are_one_write_and_a_late_one_goes_at_once(store, writes):
     run_id, clock = new_run(), Clock()
     log = tracking.epoch_logger(run_id, clock=clock)
-    assert log.every_s == tfdl.store.LOG_EVERY_S == 0.25
     for epoch, t in enumerate([0.0, 0.05, 0.1, 0.15, 0.3, 1.0, 1.1]):
         clock.now = t
         log({"loss": 1.0 / (epoch + 1), "accuracy": 0.5, "note": "not a number"}, epoch)
         drained()
         if epoch == 0:
             assert epoch_writes(writes) == [[1]]  # the first epoch at once
+            assert log.every_s == tfdl.store.LOG_EVERY_S == 0.25  # as it took no time
         if epoch == 3:
             assert epoch_writes(writes) == [[1]]  # epochs 2-4 held: within 0.25 s
     # 0.3: 0.3 s after the last write, epoch 5 takes 2-4 along; 1.0: epoch 6 goes at once;
@@ -152,6 +152,34 @@ def test_a_write_keeps_to_mlflows_limit_and_its_outage_record_says_what_it_carri
         assert liveness.HEARTBEAT in record["tags"]
     assert steps(run_id) == [1, 2, 3, 4, 5]
     assert len(MlflowClient().get_run(run_id).data.metrics) == 1 + 1500
+
+
+def test_the_beat_keeps_writes_to_their_share_of_the_time():
+    assert tfdl.store.beat(0.0) == tfdl.store.LOG_EVERY_S == 0.25  # cheap writes: every 0.25 s
+    assert tfdl.store.beat(0.02) == pytest.approx(1.0)  # 20 ms a write: 2% of a second
+    assert tfdl.store.beat(1.0) == tfdl.store.LOG_MAX_S == 5.0  # however slow, every 5 s
+    assert tfdl.store.beat(0.0, every_s=0.1) == 0.1 and tfdl.store.beat(0.0, every_s=1e6) == 1e6
+
+
+def test_writes_that_cost_more_come_less_often(store, writes, monkeypatch):
+    run_id, clock = new_run(), Clock()
+    real = outage.patient
+
+    def patient(*args, **kwargs):  # each write takes 25 ms of the run's clock
+        clock.now += 0.025
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(outage, "patient", patient)
+    log = tracking.epoch_logger(run_id, clock=clock)
+    for epoch in range(30):  # an epoch every 0.1 s
+        clock.now = round(epoch * 0.1, 3)
+        log({"loss": 1.0}, epoch)
+        drained()
+    # Epoch 1 at once, costing 25 ms: the next write 1.25 s later, not 0.25 s.
+    assert log.every_s == pytest.approx(1.25)
+    assert epoch_writes(writes) == [[1], list(range(2, 15)), list(range(15, 28))]
+    log.wait()
+    assert steps(run_id) == list(range(1, 31))
 
 
 def test_upload_counts_the_epochs_a_kept_write_carries(store, monkeypatch, tmp_path):
@@ -278,6 +306,34 @@ def test_a_backup_off_the_loggers_beat_stores_the_held_epochs_first(
     _, commits = backed_up(times, 0.1, tmp_path, monkeypatch)
     assert commits == [(1, 1), (3, 3), (5, 5), (6, 6)]  # never ahead of the store
     assert epoch_writes(writes) == [[1], [2, 3], [4, 5], [6]]
+
+
+def test_a_costly_backup_comes_less_often(store, writes, monkeypatch, tmp_path):
+    clock = Clock()
+    monkeypatch.setattr(backup_module, "time", types.SimpleNamespace(monotonic=clock))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    taken = []
+    real_save = keras.Model.save_weights
+
+    def save_weights(self, *args, **kwargs):  # each backup's weights take 10 ms of the clock
+        clock.now += 0.01
+        return real_save(self, *args, **kwargs)
+
+    def before_commit():  # the logger's wait, 50 ms: the logger's own cost, not the backup's
+        clock.now += 0.05
+        taken.append(backup._current_epoch)
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+
+    backup = Backup(str(tmp_path / "b"), before_commit, every_s=lambda: 0.1)
+    backup.set_model(model)
+    backup.on_train_begin()
+    for epoch in range(20):  # an epoch every 0.07 s
+        clock.now = round(epoch * 0.07, 3)
+        backup.on_epoch_end(epoch)
+    # 10 ms a backup is 2% of 0.5 s: epoch 1, then every eighth epoch, not every other one.
+    assert taken == [1, 9, 17]
 
 
 def test_in_a_training_each_backup_follows_the_store(store, monkeypatch):

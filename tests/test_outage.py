@@ -47,7 +47,8 @@ def epochs_logged(client, n, timeout=300):
 
 
 def pipeline(write_pipeline, epochs, **tracking):
-    train = {**TINY["train"], "epochs": epochs, "batch_size": 4}  # about a second an epoch
+    # batch 4, one step per call: about a second an epoch
+    train = {**TINY["train"], "epochs": epochs, "batch_size": 4, "steps_per_execution": 1}
     return write_pipeline(
         {**TINY, "train": train, "tracking": {"experiment": "outage", **tracking}}
     )

@@ -31,6 +31,18 @@ STORE = PROJECT / "mlruns"
 # the write it depends on. A person watching the run cannot tell a quarter of a second;
 # an epoch longer than this is stored as it ends.
 LOG_EVERY_S = 0.25
+# And no more often than keeps each kind of write (metrics, backups) to this share of the
+# run's time: MLflow's log_batch costs 8-18 ms however few metrics it carries, a quarter of
+# a second's work when epochs take 30 ms. Whatever a write costs, at least every LOG_MAX_S.
+WRITE_SHARE = 0.02
+LOG_MAX_S = 5.0
+
+
+def beat(cost_s: float, every_s: float | None = None) -> float:
+    """Seconds between periodic writes that took `cost_s` each: every `every_s` (by
+    default LOG_EVERY_S), or as much less often as keeps them to WRITE_SHARE of the time."""
+    every_s = LOG_EVERY_S if every_s is None else every_s
+    return max(every_s, min(LOG_MAX_S, cost_s / WRITE_SHARE))
 
 
 def tracking_uri() -> str:

@@ -7,9 +7,11 @@ import os
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 
 import keras
 
+from tfdl import store
 from tfdl.signals import signals_deferred
 
 SPARE = 1 << 20  # bytes kept free beyond the backup's own size
@@ -28,23 +30,28 @@ class Backup(keras.callbacks.BackupAndRestore):
     (on a full disk h5py can crash the process): an OSError, and the run fails.
     """
 
-    def __init__(self, backup_dir, before_commit=None, every_s: float = 0.0):
+    def __init__(self, backup_dir, before_commit=None, every_s: float | Callable = 0.0):
         super().__init__(backup_dir, double_checkpoint=True)
         # Called between the weights and the epoch number: the metrics logger's wait (it
         # stores the epochs it holds), so a backed-up epoch is always a logged one while
         # the log is written meanwhile.
         self.before_commit = before_commit or (lambda: None)
-        # A backup at most this often (the stack's: store.LOG_EVERY_S, the metrics'
-        # beat); a resume repeats the epochs since, which are logged already.
-        self.every_s, self._last = every_s, -math.inf
+        # A backup at most this often (the stack's: the metrics logger's beat), or less
+        # often when a backup costs more than store.WRITE_SHARE of it; a resume repeats
+        # the epochs since, which are logged already.
+        self.every_s = every_s if callable(every_s) else (lambda: every_s)
+        self._last, self._cost = -math.inf, math.inf  # seconds a backup takes, once seen
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
-        if now - self._last < self.every_s:
+        every_s = self.every_s()  # 0: every epoch, Keras's own way
+        if every_s and now - self._last < store.beat(self._cost, every_s):
             return
-        self._last = now  # taken before the logger's wait: the next beat falls with its write
+        self._last, self._waited = now, 0.0  # before the logger's wait: one beat with its write
         with signals_deferred():
             super().on_epoch_end(epoch, logs)
+        # The cheapest backup so far: the first (files made, h5py warmed) costs double.
+        self._cost = min(self._cost, time.monotonic() - now - self._waited)  # wait: the logger's
 
     def on_train_begin(self, logs=None):
         self._last = -math.inf  # the first epoch is backed up
@@ -72,7 +79,9 @@ class Backup(keras.callbacks.BackupAndRestore):
             if os.path.exists(path):
                 shutil.copy(path, prev)
         self.model.save_weights(filepath=self._weights_path, overwrite=True)
+        start = time.monotonic()
         self.before_commit()
+        self._waited = time.monotonic() - start
         stamp = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         with open(self._training_metadata_path, "w") as f:
             json.dump(stamp | _fingerprint(self._weights_path), f)

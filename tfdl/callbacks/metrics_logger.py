@@ -2,6 +2,8 @@
 
 import keras
 
+from tfdl import store
+
 
 class MetricsLogger(keras.callbacks.Callback):
     """Calls `log(logs, epoch)` at the end of every epoch after the first `logged_epochs`
@@ -15,6 +17,11 @@ class MetricsLogger(keras.callbacks.Callback):
     def __init__(self, log, logged_epochs: int = 0):
         super().__init__()
         self.log, self.logged_epochs = log, logged_epochs
+
+    @property
+    def every_s(self) -> float:
+        """How often `log` writes (and backups wait for it), if it says."""
+        return getattr(self.log, "every_s", store.LOG_EVERY_S)
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 > self.logged_epochs:

@@ -109,6 +109,7 @@ def build_callbacks(
     if cfg.backup and run_dir is not None:
         logger = made.get("metrics_logger")
         wait = logger.wait if logger else None
-        made["backup"] = Backup(str(run_dir / "backup"), wait, every_s=store.LOG_EVERY_S)
+        beat = (lambda: logger.every_s) if logger else (lambda: store.LOG_EVERY_S)
+        made["backup"] = Backup(str(run_dir / "backup"), wait, every_s=beat)
     ordered = {name: made[name] for name in ORDER if name in made}
     return Stack(list(ordered.values()), ordered)

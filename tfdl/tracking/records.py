@@ -39,20 +39,26 @@ def epoch_logger(run_id: str, clock=time.monotonic) -> EpochLogger:
 
 
 class EpochLogger:
-    """`log(logs, epoch)` holds the epoch until store.LOG_EVERY_S has passed since the last
-    write, then hands all it holds to the writer thread in one write (in the background,
-    so the write overlaps the next epoch); the first epoch goes at once. `log.wait()`
-    writes what is held and returns once every epoch handed over is stored. The run's end
-    waits too (lifecycle.before_end): a run ended KILLED or FAILED has every epoch that
-    finished."""
+    """`log(logs, epoch)` holds the epoch until `every_s` has passed since the last write,
+    then hands all it holds to the writer thread in one write (in the background, so the
+    write overlaps the next epoch); the first epoch goes at once. `every_s` is
+    store.LOG_EVERY_S, or longer when writes cost more than store.WRITE_SHARE of it.
+    `log.wait()` writes what is held and returns once every epoch handed over is stored.
+    The run's end waits too (lifecycle.before_end): a run ended KILLED or FAILED has every
+    epoch that finished."""
 
     def __init__(self, run_id: str, clock=time.monotonic):
-        self.run_id, self.clock, self.every_s = run_id, clock, store.LOG_EVERY_S
+        self.run_id, self.clock = run_id, clock
+        self._cost = math.inf  # seconds the cheapest write took (the first goes at once)
         self._client = client()
         self._held: list[list[Metric]] = []  # epochs not yet handed to the writer
         self._pending: list[concurrent.futures.Future] = []  # writes under way
         self._last = -math.inf  # when the writer was last handed epochs
         before_end(run_id, self.wait)
+
+    @property
+    def every_s(self) -> float:
+        return store.beat(self._cost)
 
     def __call__(self, logs: dict, epoch: int) -> None:
         now = int(time.time() * 1000)
@@ -85,7 +91,12 @@ class EpochLogger:
                 "tags": {t.key: t.value for t in alive},
             }
             write = (outage.patient, self.run_id, record, self._client.log_batch, self.run_id)
-            self._pending.append(_WRITER.submit(*write, metrics=metrics, tags=alive))
+            self._pending.append(_WRITER.submit(self._timed, *write, metrics=metrics, tags=alive))
+
+    def _timed(self, write, *args, **kwargs):
+        start = self.clock()
+        write(*args, **kwargs)
+        self._cost = min(self._cost, self.clock() - start)  # what a write costs undisturbed
 
 
 def _batches(epochs: list[list[Metric]], size: int):

@@ -3,6 +3,7 @@ one parent run throughout, every trial once, Ctrl-C and crashes ending it as bef
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from tfdl.config import load_tuning
 from tfdl.search_workers import in_processes
 from tfdl.store import open_sqlite
 
-from .conftest import TINY, free_port, start_tfdl
+from .conftest import PROJECT, TFDL, TINY, free_port, sigint_as_python_default, start_tfdl
 
 SPACE = {
     "model.units": {"type": "choice", "values": [[8], [16], [32]]},
@@ -50,7 +51,18 @@ def job(tmp_path, write_pipeline):
 
 
 def start(*args, uri):
-    return start_tfdl(*args, uri=uri, session=True)
+    """`tfdl` in a session of its own, as a terminal's foreground job: a signal to its
+    process group reaches it (and whatever it started there), not the tests."""
+    return subprocess.Popen(
+        [*TFDL, *map(str, args)],
+        cwd=PROJECT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        start_new_session=True,
+        preexec_fn=sigint_as_python_default,
+    )
 
 
 def runs(client):

@@ -5,13 +5,12 @@ BIN := $(VENV)/bin
 PIPELINE ?= pipelines/mlp.yaml
 TUNING ?= tuning/mlp_random.yaml
 WORKERS ?= 2
-ORACLE_PORT ?= 8000
 PORT ?= 5000
 # Test processes: many tests wait on subprocesses and servers, so one more than 2 cores pays.
 JOBS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock train example-data gradients lectures tune tune-distributed compare test test-fast lint ui clean e2e bench bench-accuracy
+.PHONY: help install lock train example-data gradients lectures tune tune-distributed compare test test-fast lint ui clean e2e bench bench-accuracy bench-gpu test-gpu server
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,8 +24,8 @@ $(BIN)/tfdl: pyproject.toml constraints.txt
 	start=$$(date +%s); \
 	echo "  creating $(VENV) with Python $$version ($(PYTHON))" && $(PYTHON) -m venv $(VENV) && \
 	echo "  upgrading pip" && $(BIN)/pip install --quiet --upgrade pip && \
-	echo "  installing tfdl[dev] in editable mode, at the versions of constraints.txt" && \
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' || exit 1; \
+	echo "  installing tfdl[dev,server] in editable mode, at the versions of constraints.txt" && \
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,server]' || exit 1; \
 	echo "installed in $$(($$(date +%s) - start)) s; make help lists the targets"
 	@touch $@
 
@@ -37,7 +36,7 @@ install: $(BIN)/tfdl ## Create .venv and install tfdl with its dev tools, at the
 lock: ## Refresh constraints.txt to the newest allowed releases (then make install, make test)
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/pip install --quiet --upgrade pip
-	build/lock-venv/bin/pip install --quiet -e '.[dev]'
+	build/lock-venv/bin/pip install --quiet -e '.[dev,server]'
 	{ echo "# The exact versions the test suite passed on; make install installs these."; \
 	  echo "# Refresh deliberately with make lock, then make install and make test."; \
 	  build/lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
@@ -46,6 +45,20 @@ lock: ## Refresh constraints.txt to the newest allowed releases (then make insta
 
 train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml] [ARGS="train.epochs=3"]
 	$(BIN)/tfdl train $(PIPELINE) $(ARGS)
+
+# Every worker a process on 127.0.0.1 with a free port, worker 0 (the chief, in front)
+# recording the run; when the chief stops, workers still waiting for it are stopped too.
+.PHONY: train-distributed
+train-distributed: $(BIN)/tfdl ## tf.distribute over WORKERS processes: make train-distributed [WORKERS=2] [PIPELINE=...] [ARGS=...]
+	@workers=$$($(BIN)/python -c 'import socket; s = [socket.socket() for _ in range($(WORKERS))]; \
+	  [x.bind(("127.0.0.1", 0)) for x in s]; print(",".join("127.0.0.1:%d" % x.getsockname()[1] for x in s))') \
+	  || exit 1; \
+	run() { $(BIN)/tfdl train $(PIPELINE) $(ARGS) train.distribution=multi_worker --workers $$workers "$$@"; }; \
+	echo "$(WORKERS) workers on $$workers: worker 0 records the run"; pids=; \
+	for i in $$(seq 1 $$(($(WORKERS) - 1))); do run --worker-index $$i & pids="$$pids $$!"; done; \
+	run --worker-index 0; status=$$?; \
+	if [ $$status -ne 0 ] && [ -n "$$pids" ]; then kill $$pids 2>/dev/null; fi; \
+	wait $$pids; exit $$status
 
 example-data: $(BIN)/tfdl ## Write the example image folder data/shapes (for pipelines/shapes_folder.yaml)
 	test -d data/shapes || $(BIN)/tfdl make-example-data shapes data/shapes
@@ -71,13 +84,7 @@ tune: $(BIN)/tfdl ## Keras Tuner search: make tune [TUNING=tuning/mlp_random.yam
 	$(BIN)/tfdl tune $(TUNING) $(ARGS)
 
 tune-distributed: $(BIN)/tfdl ## A chief and WORKERS workers on 127.0.0.1 (one GPU each when there are GPUs)
-	@gpus=$$(nvidia-smi -L 2>/dev/null | wc -l); \
-	$(BIN)/tfdl tune $(TUNING) $(ARGS) --chief --oracle-port $(ORACLE_PORT) & chief=$$!; \
-	for i in $$(seq 0 $$(($(WORKERS) - 1))); do \
-	  if [ "$$gpus" -gt 0 ]; then export CUDA_VISIBLE_DEVICES=$$((i % gpus)); fi; \
-	  $(BIN)/tfdl tune $(TUNING) $(ARGS) --worker $$i --oracle-port $(ORACLE_PORT) & \
-	done; \
-	wait $$chief; status=$$?; wait; exit $$status
+	$(BIN)/tfdl tune $(TUNING) $(ARGS) --workers $(WORKERS)
 
 test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included) in JOBS processes
 	$(BIN)/pytest -q -n $(JOBS)
@@ -95,6 +102,12 @@ e2e: $(BIN)/tfdl ## A real mlflow server and headless Chromium over its UI (inst
 bench: $(BIN)/tfdl ## Speed, overhead and memory benchmarks; writes benchmarks/results/speed.{md,json}
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
+bench-gpu: $(BIN)/tfdl ## On a GPU: samples/s of fit and the custom loop, mixed precision and XLA on/off; a mirrored search
+	@$(BIN)/python -m benchmarks.gpu $(ARGS)
+
+test-gpu: $(BIN)/tfdl ## On a GPU: every architecture for an epoch in mixed precision, a search (skipped without one)
+	$(BIN)/pytest -q -m gpu tests/test_gpu.py
+
 bench-accuracy: $(BIN)/tfdl ## Every pipeline against baselines, the goals, time to goal vs plain Keras [ARGS="mlp race"]
 	$(BIN)/python -m benchmarks.accuracy $(ARGS)
 
@@ -107,6 +120,13 @@ compare: $(BIN)/tfdl ## Compare runs at the terminal: make compare [ARGS="--expe
 
 ui: $(BIN)/tfdl ## Open the MLflow UI over the project store on 127.0.0.1 [PORT=5000]
 	$(BIN)/tfdl ui --port $(PORT)
+
+# The password in DB goes by the environment, and the line is not echoed: ps and the
+# terminal do not show it.
+server: $(BIN)/tfdl ## A team's MLflow server on PostgreSQL [PORT=5000] [DB=postgresql://...] [PG_PORT=] [LISTEN=0.0.0.0]
+	@TFDL_SERVER_DB='$(DB)' $(BIN)/python -m tfdl.team_server --port '$(PORT)' \
+	  $(if $(PG_PORT),--pg-port '$(PG_PORT)') $(if $(LISTEN),--host '$(LISTEN)') \
+	  $(if $(ALLOWED_HOSTS),--allowed-hosts '$(ALLOWED_HOSTS)')
 
 clean: ## Remove caches and build files (keeps .venv and the runs in mlruns/)
 	rm -rf build *.egg-info .pytest_cache .ruff_cache

@@ -1,3 +1,4 @@
+import functools
 import os
 import signal
 import socket
@@ -13,6 +14,30 @@ from tfdl.data.spec import DataSpec
 
 PROJECT = Path(__file__).resolve().parent.parent
 TFDL = [sys.executable, "-m", "tfdl.cli"]  # the console script, run by this interpreter
+# Test processes (and the commands they start) share a GPU: each takes memory as it needs
+# it rather than all of it. Read by TensorFlow when it sets up a GPU; no effect without one.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+
+@functools.cache
+def has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU here; without an NVIDIA driver, known before it loads."""
+    from tfdl.search_workers import visible_gpus
+
+    if not visible_gpus():
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped, with the reason, where there is no GPU."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if marked and not has_gpu():
+        skip = pytest.mark.skip(reason="no GPU: TensorFlow sees none here (make test-gpu on one)")
+        for item in marked:
+            item.add_marker(skip)
 
 
 @pytest.fixture

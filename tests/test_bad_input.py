@@ -505,7 +505,14 @@ CASES = [
     tune("search-store-under-a-file", TRACKING_URI, WRITABLE, store="under-a-file"),
     train("store-in-memory", TRACKING_URI, WRITABLE, store="in-memory", problem="no database file"),
     train("store-unknown-scheme", TRACKING_URI, WRITABLE, store="unknown-scheme", problem="ftp://"),
-    train("store-no-driver", TRACKING_URI, "pip install psycopg2", store="no-driver"),
+    train("store-no-driver", TRACKING_URI, "pip install pg8000", store="no-driver"),
+    train(
+        "store-no-database",
+        TRACKING_URI,
+        "a running PostgreSQL server",
+        store="no-database",
+        problem="postgresql://tfdl:***@127.0.0.1:",  # its password never shown
+    ),
     train("store-no-server", TRACKING_URI, "a running MLflow server", store="no-server"),
     tune("search-store-no-server", TRACKING_URI, "a running MLflow server", store="no-server"),
     Case(
@@ -660,8 +667,10 @@ def make_store(kind: str, folder: Path) -> str:
             uri = "sqlite://"
         case "unknown-scheme":
             uri = "ftp://127.0.0.1/mlruns"
-        case "no-driver":
-            uri = "postgresql://tfdl@127.0.0.1:1/mlflow"
+        case "no-driver":  # a driver make install leaves out (psycopg's: test_team_server)
+            uri = "postgresql+pg8000://tfdl@127.0.0.1:1/mlflow"
+        case "no-database":  # the driver is there; nothing listens on the port
+            uri = f"postgresql://tfdl:secret@127.0.0.1:{free_port()}/mlflow"
         case "no-server":  # a free port: nothing listens there
             uri = f"http://127.0.0.1:{free_port()}"
     return uri

@@ -3,8 +3,9 @@ commands, their real flags and plausible values (good, bad, hostile), `tfdl` ans
 with exit 0, or one line starting `error:` and exit 2; never a traceback, never a crash.
 
 Commands run in this process against an empty store in a temporary folder. Loading
-TensorFlow is where input checking ends, so it is replaced by a marker exception: an
-argv that gets that far was accepted (the guard then reports the marker in one line).
+TensorFlow (or starting a search's processes) is where input checking ends, so it is
+replaced by a marker exception: an argv that gets that far was accepted (the guard then
+reports the marker in one line).
 """
 
 import argparse
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfdl.cli as cli
-from tfdl import runtime
+from tfdl import runtime, search_workers
 from tfdl.data import keras_sets, shapes
 
 from .conftest import PROJECT
@@ -106,6 +107,9 @@ def sandbox(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     monkeypatch.setattr(runtime, "import_tensorflow", _accept)
+    # A search in child processes (--workers, or more trials than worker_trials) starts
+    # them where this process would load TensorFlow: that is where its checks end too.
+    monkeypatch.setattr(search_workers, "_children", _accept)
     monkeypatch.setattr(os, "execv", _mlflow_ui)  # tfdl ui would become the MLflow UI
     monkeypatch.setattr(shapes, "_write", _accept)  # checked: the pictures are not needed
     monkeypatch.setattr(keras_sets, "reachable", lambda host: False)  # loopback only

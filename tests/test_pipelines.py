@@ -17,29 +17,35 @@ from .test_text import CORPUS
 PIPELINES = sorted((PROJECT / "pipelines").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    "path", PIPELINES, ids=lambda p: str(p.relative_to(PROJECT / "pipelines").with_suffix(""))
-)
-def test_a_shipped_pipeline_builds(path, tmp_path):
+def offline(path, folder) -> list[str]:
+    """Overrides that let a shipped pipeline run here, offline and small: its data, where
+    it would be downloaded or made first, written into `folder` in the same format."""
     overrides = []
     raw = load_pipeline(path)
     if raw.data.source == "abc_tunes":  # offline here: a small corpus stands in for the download
-        corpus = tmp_path / "tunes.abc"
+        corpus = folder / "tunes.abc"
         corpus.write_text(CORPUS)
         overrides = [f"data.path={corpus}", "data.sequence_length=40"]
     if raw.data.source in ("mnist", "fashion_mnist", "cifar10", "cifar100"):
         # offline here: a small copy in the format Keras caches stands in for the download
-        overrides = [f"data.path={write_keras_set(raw.data.source, tmp_path)}"]
+        overrides = [f"data.path={write_keras_set(raw.data.source, folder)}"]
     if raw.data.source in ("imdb", "reuters"):  # offline here: a small copy, as Keras caches it
-        overrides = [f"data.path={TEXT_WRITERS[raw.data.source](tmp_path)}"]
+        overrides = [f"data.path={TEXT_WRITERS[raw.data.source](folder)}"]
     if raw.data.source == "image_folder":  # the example folder, smaller
-        make_shapes(tmp_path / "shapes", per_class=6, size=16)
-        overrides = [f"data.path={tmp_path / 'shapes'}"]
+        make_shapes(folder / "shapes", per_class=6, size=16)
+        overrides = [f"data.path={folder / 'shapes'}"]
     if raw.data.source in ("mnist1d", "dates"):  # fewer samples, same shapes
         overrides.append(
             "data.num_samples=200" if raw.data.source == "mnist1d" else "data.n_samples=300"
         )
-    p = prepare(load_pipeline(path, overrides))
+    return overrides
+
+
+@pytest.mark.parametrize(
+    "path", PIPELINES, ids=lambda p: str(p.relative_to(PROJECT / "pipelines").with_suffix(""))
+)
+def test_a_shipped_pipeline_builds(path, tmp_path):
+    p = prepare(load_pipeline(path, offline(path, tmp_path)))
     cfg = p.cfg
     model = build(p)
     assert isinstance(model, keras.Model) and model.optimizer is not None

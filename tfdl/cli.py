@@ -18,9 +18,11 @@ import sys
 from pathlib import Path
 
 from tfdl.errors import ConfigError
+from tfdl.search_workers import MAX_WORKERS
 from tfdl.store import PROJECT
 
 PIPELINES = PROJECT / "pipelines"
+ORACLE_PORT = 8000  # Keras Tuner's chief, started by hand (tfdl tune --chief / --worker)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "overrides", nargs="*", help="dotted.path=value, e.g. train.epochs=3 model.units=[64,32]"
     )
+    t.add_argument(
+        "--workers",
+        metavar="HOST:PORT,...",
+        help="train.distribution=multi_worker: every worker's address, worker 0 the chief",
+    )
+    t.add_argument(
+        "--worker-index", type=int, metavar="I", help="which of --workers this process is"
+    )
 
     k = sub.add_parser("tune", help="Keras Tuner search over a pipeline, every trial an MLflow run")
     k.add_argument("tuning", help="a search file, e.g. tuning/mlp_random.yaml")
@@ -56,7 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument(
         "--worker", type=int, metavar="N", help="run trials for the chief as worker N"
     )
-    k.add_argument("--oracle-port", type=int, default=8000, help="the chief's port on 127.0.0.1")
+    role.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="start a chief and N workers on 127.0.0.1 (one GPU each when there are GPUs)",
+    )
+    k.add_argument(
+        "--oracle-port",
+        type=int,
+        help=f"the chief's port on 127.0.0.1 (default: {ORACLE_PORT}; with --workers a free one)",
+    )
 
     f = sub.add_parser("lr-find", help="sweep learning rates and suggest one")
     f.add_argument("pipeline", help="a pipeline YAML file")
@@ -137,6 +157,7 @@ LIMITS = {
     "port": (1, 65535),
     "oracle_port": (1, 65535),
     "worker": (0, 65535),
+    "workers": (1, MAX_WORKERS),
     "seed": (0, 2**32 - 1),
     "length": (1, 1_000_000),
     "steps": (2, 1_000_000),
@@ -258,7 +279,11 @@ def _interrupted(command: str, ended) -> str:
         return "interrupted before a run started: nothing was recorded"
     hint = AFTER_INTERRUPT.get(command, "").format(run=killed[-1].run_id)
     if {e.kind for e in killed} <= {"search", "trial"}:
-        what = " and ".join(KINDS[e.kind] for e in reversed(killed))
+        # A search's workers each had a trial under way: "its 2 current trials".
+        counts = {kind: sum(e.kind == kind for e in killed) for kind in KINDS}
+        what = " and ".join(
+            KINDS[kind] if n == 1 else f"its {n} current trials" for kind, n in counts.items() if n
+        )
         return f"interrupted: {what} {'are' if len(killed) > 1 else 'is'} marked KILLED; {hint}"
     runs = ", ".join(f"run {e.run_id}" for e in killed)
     line = f"interrupted: {runs} {'are' if len(killed) > 1 else 'is'} marked KILLED"
@@ -311,8 +336,17 @@ def _one_line(err: Exception) -> str:
 def _train(args) -> int:
     import tfdl
 
-    result = tfdl.train(args.pipeline, args.overrides, resume=args.resume)
+    result = tfdl.train(
+        args.pipeline,
+        args.overrides,
+        resume=args.resume,
+        workers=args.workers,
+        worker_index=args.worker_index,
+    )
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
+    if result.run_id is None:  # a multi_worker worker other than the chief
+        print(f"worker {args.worker_index} finished: {metrics}; worker 0 recorded the run")
+        return 0
     print(f"run {result.run_id} finished: {metrics}")
     if result.model_version:
         name = f"{result.registered_model}/{result.model_version}"
@@ -328,11 +362,17 @@ def _tune(args) -> int:
     if args.chief or args.worker is not None:  # Keras Tuner's own chief/worker protocol
         os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else f"tuner{args.worker}"
         os.environ["KERASTUNER_ORACLE_IP"] = "127.0.0.1"
-        os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port or ORACLE_PORT)
     seen = len(_endings())
-    try:  # the trials may run in child processes (the job's worker_trials)
-        result = tfdl.tune(args.tuning, args.overrides, overwrite=args.overwrite)
-    except Interrupted as stop:  # the line names the runs the child ended too
+    try:  # the trials may run in child processes (the job's worker_trials, or --workers)
+        result = tfdl.tune(
+            args.tuning,
+            args.overrides,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            oracle_port=args.oracle_port,
+        )
+    except Interrupted as stop:  # the line names the runs the children ended too
         print(_interrupted("tune", [*stop.ended, *_endings()[seen:]]), file=sys.stderr)
         return 130
     if result is not None:
@@ -616,6 +656,8 @@ def run() -> int:
     the command writes is closed and stored by the time `main` returns."""
     code = main()
     gc.freeze()  # the collector skips every object alive now, at exit too
+    if code != 0 and "tfdl.distribute" in sys.modules:
+        sys.modules["tfdl.distribute"].leave(code)  # a worker of a broken cluster: now
     return code
 
 

@@ -13,13 +13,17 @@ import contextlib
 import gc
 import io
 import json
+import logging
+import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 from keras_tuner.src import config as kt_config
+from keras_tuner.src.distribute import utils as dist_utils
 
 from tfdl import tracking
 from tfdl.config import TuningConfig, apply_overrides, as_overrides, validate
@@ -110,10 +114,8 @@ class PipelineHyperModel(kt.HyperModel):
         return p
 
     def build(self, hp):
-        if self.job.mixed_precision:
-            # Set here, per trial: Keras Tuner clears the session (and with it the global
-            # dtype policy) before every build.
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        # The trial's train.distribution and train.mixed_precision (a job's own settings
+        # of them are overrides: tfdl.config.tuning) take effect in build, as in any run.
         return build(self.prepared(hp))
 
     def fit(self, hp, model, *args, log=None, progress=None, callbacks=(), **kwargs):
@@ -177,6 +179,15 @@ def tracked(tuner_class):
             self.durations: list[float] = []  # of this process's trials, for the estimate
             super().__init__(*args, **kwargs)
 
+        def search(self, *args, **kwargs):
+            if not dist_utils.is_chief_oracle():
+                return super().search(*args, **kwargs)
+            # Keras Tuner's chief, as its own search would be (serve_trials: why not it).
+            if "verbose" in kwargs:
+                self.oracle.verbose = kwargs["verbose"]
+            self.save()
+            serve_trials(self.oracle)
+
         def on_trial_begin(self, trial):
             # Stopping here rather than after the K-th trial: an oracle with no trial
             # left says so instead, and this process logs the results.
@@ -187,16 +198,16 @@ def tracked(tuner_class):
         def run_trial(self, trial, *args, **kwargs):
             self.trials_run += 1
             values = decoded(self.hypermodel.job, trial.hyperparameters.values)
-            done, total = self._done(), planned(self.hypermodel.job)
-            label = (
-                f"trial {done + 1} of {total}" if done is not None else f"trial {trial.trial_id}"
-            )
+            done = self._done()
+            label = f"trial {self._number(trial, done + 1 if done is not None else None)}"
             names = ("loss", "val_loss", self.oracle.objective.name)
             progress = TrialProgress(
                 label, names, lambda rest, whole: self._left(rest, whole, done)
             )
             name = tracking.trial_name(trial.trial_id, values)
-            opener = tracking.trial(self.parent_id, trial.trial_id, name)
+            # A worker's trials name it: which process of a distributed search ran which.
+            tuner = self.tuner_id if _role() == "worker" else None
+            opener = tracking.trial(self.parent_id, trial.trial_id, name, tuner_id=tuner)
             start = time.monotonic()
             with tracking.run_lifecycle(
                 opener,
@@ -208,6 +219,14 @@ def tracked(tuner_class):
                 result = super().run_trial(trial, *args, log=log, progress=progress, **kwargs)
             self.durations.append(time.monotonic() - start)
             return result
+
+        def _number(self, trial, done: int | None) -> str:
+            """The trial as its lines name it: `done` of those planned ("3 of 10"); in a
+            worker, whose oracle counts nothing here, its place in the search instead
+            (Keras Tuner numbers trials from 0 as it makes them); else its id."""
+            if done is None and trial.trial_id.isdigit() and _role() == "worker":
+                done = int(trial.trial_id) + 1
+            return f"{done} of {planned(self.hypermodel.job)}" if done else trial.trial_id
 
         def _done(self) -> int | None:
             # A worker's oracle is a client of the chief's: it holds no trials to count.
@@ -230,8 +249,7 @@ def tracked(tuner_class):
             # A worker's oracle is a client of the chief's: ask it, do not read its state.
             score = self.oracle.get_trial(trial.trial_id).score
             best = self.oracle.get_best_trials(1)
-            done = self._done()
-            which = f"{done} of {planned(self.hypermodel.job)}" if done else trial.trial_id
+            which = self._number(trial, self._done())
             score = "failed" if score is None else f"{score:.4f}"
             best = f"{best[0].score:.4f}" if best and best[0].score is not None else "-"
             metric = self.oracle.objective.name
@@ -241,18 +259,38 @@ def tracked(tuner_class):
     return Tracked
 
 
+def serve_trials(oracle) -> None:
+    """Serve the oracle to the workers as Keras Tuner's chief does (its OracleServicer on
+    KERASTUNER_ORACLE_IP:PORT) until every worker it met has been told the search is over
+    and no trial is under way. Keras Tuner's own loop (oracle_chief.start_server) looks
+    for that end every 20 s once the first worker is told; this one every 0.5 s, so the
+    search ends with its last trial. A port already taken raises (RuntimeError)."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    servicer = oracle_chief.OracleServicer(oracle)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_insecure_port(
+        f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    )
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(0.5)
+    finally:
+        server.stop(grace=None)
+
+
 def setup_devices(job: TuningConfig):
-    """GPUs grow their memory as needed; returns the distribution strategy, if any.
+    """GPUs grow their memory as needed. Returns no strategy for Keras Tuner: each trial's
+    model is built in its train.distribution's scope by tfdl.training.build."""
+    from tfdl.distribute import grow_gpu_memory
 
-    On a CPU-only machine nothing changes. (Mixed precision is set per trial, in build.)
-    """
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if job.distribution == "mirrored" and len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
+    grow_gpu_memory()
     return None
 
 
@@ -329,25 +367,41 @@ def search(
 def run_trials(job: TuningConfig, base: dict, name: str, parent_id: str | None):
     """A child process's share of the search (tfdl.search_workers): at most
     `job.worker_trials` trials under the parent run `parent_id`, which another process
-    owns (a worker's chief names it). Raises HandOver while trials are left; the child
-    that finds none left logs the results and returns them (None in a worker)."""
+    owns (None: a worker's chief names it). Raises HandOver while trials are left; the
+    child that finds none left, or the chief, logs the results and returns them (None in
+    a worker)."""
     role = _role()
     with _tuner_settings():
-        parent_id = _wait_for_parent(name) if role == "worker" else parent_id
+        if parent_id is None:  # a worker started by hand: its chief names the run
+            parent_id = _wait_for_parent(name)
         return _search(job, base, name, role, parent_id, None, job.worker_trials)
+
+
+class _NoRetracingWarning(logging.Filter):
+    """Every trial builds a new model, and with it new tf.functions of the same Python
+    code: TensorFlow counts those as one function traced again and again and warns twice
+    per process, a warning about its own heuristic, not the search (and with workers, a
+    pair from every process)."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 @contextlib.contextmanager
 def _tuner_settings():
-    """Keras Tuner quiet about failed trials meanwhile; the dtype policy kept."""
+    """Keras Tuner quiet about failed trials meanwhile, TensorFlow about retracing; the
+    dtype policy kept."""
     policy, debug = keras.mixed_precision.global_policy(), kt_config.DEBUG
     # A failed trial's traceback goes to its run's error.txt, not to the terminal.
     kt_config.DEBUG = False
+    quiet, tf_logger = _NoRetracingWarning(), logging.getLogger("tensorflow")
+    tf_logger.addFilter(quiet)
     try:
         yield
-    finally:  # both are process-wide: leave them as they were
+    finally:  # all are process-wide: leave them as they were
         keras.mixed_precision.set_global_policy(policy)
         kt_config.DEBUG = debug
+        tf_logger.removeFilter(quiet)
 
 
 def _search(job, base, name, role, parent_id, prepared, trials=None) -> SearchResult | None:
@@ -414,6 +468,11 @@ def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dic
     pipeline = validate(best_raw).to_dict()
     pipeline["description"] = f"Best of search {tuner.project_name}: {json.dumps(result['values'])}"
     best = tuner.hypermodel.prepared(result["best_trial"].hyperparameters)
+    with warnings.catch_warnings():
+        # The trial's checkpoint holds its optimizer's state too; the logged model is for
+        # predictions, and Keras says it leaves that state out.
+        warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+        model = tuner.get_best_models(1)[0]
     tracking.log_search(
         parent_id,
         table=table,
@@ -423,7 +482,7 @@ def log_result(tuner, job: TuningConfig, base: dict, parent_id: str, result: dic
             table, job.objective.metric, job.objective.direction, path
         ),
         pipeline=pipeline,
-        model=tuner.get_best_models(1)[0],
+        model=model,
         sample=best.sample(),
         spec=best.spec.to_dict(),
         register_as=job.register_as,

@@ -12,6 +12,7 @@ database under that lock and puts it in WAL mode.
 import contextlib
 import importlib.util
 import os
+import socket
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlparse
@@ -113,11 +114,17 @@ def open_sqlite(uri: str) -> None:
 FIELD = "MLFLOW_TRACKING_URI"
 ALLOWED = "sqlite:///path/to/mlflow.db in a writable folder, or a tracking server's URL"
 # Database stores MLflow takes, by SQLAlchemy dialect: the driver module used when the URI
-# names none (postgresql+psycopg://... names one).
-DIALECTS = {"postgresql": "psycopg2", "mysql": "MySQLdb", "mssql": "pyodbc"}
+# names none (postgresql+psycopg2://... names one). SQLAlchemy 2.1 took psycopg (3) for
+# postgresql:// where 2.0 took psycopg2: see default_driver.
+DIALECTS = {"postgresql": "psycopg", "mysql": "MySQLdb", "mssql": "pyodbc"}
 DRIVERS = {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000", "pymysql": "pymysql"}
 DRIVERS |= {"mysqldb": "MySQLdb", "pyodbc": "pyodbc", "pymssql": "pymssql"}
-SERVER_WAIT_S = 3.0  # how long a tracking server may take to answer its health check
+# What installs a driver, where its package is not named as its module.
+INSTALL = {"psycopg": "'psycopg[binary]' (tfdl's server extra)", "psycopg2": "psycopg2-binary"}
+INSTALL |= {"MySQLdb": "mysqlclient"}
+LIBPQ = ("psycopg2", "psycopg")  # drivers over libpq, which takes a connect_timeout
+SERVER_WAIT_S = 3.0  # how long a tracking server (or a database) may take to be reached
+BUSY_WAIT_S = 30.0  # how long a server that was reached may take to answer its health check
 
 
 def check_writable(experiment: str | None = None) -> None:
@@ -147,7 +154,7 @@ def check_reachable() -> None:
 
 def _check_remote(uri: str) -> None:
     scheme = urlparse(uri).scheme.lower()
-    dialect, _, driver = scheme.partition("+")
+    dialect = scheme.partition("+")[0]
     opted_in = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1")
     if scheme in ("", "file"):
         if not opted_in:
@@ -157,22 +164,81 @@ def _check_remote(uri: str) -> None:
     elif scheme in ("http", "https"):
         _check_server(uri)
     elif dialect in DIALECTS:
-        module = DRIVERS.get(driver, driver) if driver else DIALECTS[dialect]
-        if importlib.util.find_spec(module) is None:
-            problem = f"{uri.split('://')[0]}:// needs the database driver {module}, not installed"
-            raise ConfigError(FIELD, problem, f"pip install {module}, or a sqlite:/// store")
+        module = check_driver(uri, FIELD, "or a sqlite:/// store")
+        if module in LIBPQ:
+            check_database(uri, module)
     else:
         raise ConfigError(FIELD, f"{scheme}:// is no tracking store MLflow knows", ALLOWED)
 
 
+def masked(uri: str) -> str:
+    """`uri` with its password, if any, shown as ***: fit to print."""
+    parts = urlparse(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
+def default_driver(dialect: str) -> str:
+    """The driver module SQLAlchemy uses for `dialect://` URIs, as the installed version
+    does (read without importing it)."""
+    if dialect == "postgresql":
+        from importlib.metadata import PackageNotFoundError, version
+
+        with contextlib.suppress(PackageNotFoundError, ValueError):
+            if tuple(int(n) for n in version("sqlalchemy").split(".")[:2]) < (2, 1):
+                return "psycopg2"
+    return DIALECTS[dialect]
+
+
+def check_driver(uri: str, field: str = FIELD, otherwise: str = "") -> str:
+    """The driver module a database URI needs (`postgresql://` takes SQLAlchemy's default,
+    `postgresql+psycopg2://` names its own); refused when it is not installed."""
+    dialect, _, driver = urlparse(uri).scheme.lower().partition("+")
+    module = DRIVERS.get(driver, driver) if driver else default_driver(dialect)
+    if importlib.util.find_spec(module) is None:
+        problem = f"{uri.split('://')[0]}:// needs the database driver {module}, not installed"
+        allowed = f"pip install {INSTALL.get(module, module)}"
+        raise ConfigError(field, problem, f"{allowed}, {otherwise}" if otherwise else allowed)
+    return module
+
+
+def check_database(
+    uri: str,
+    module: str,
+    field: str = FIELD,
+    allowed: str = "a running PostgreSQL server, or a sqlite:/// store",
+) -> None:
+    """A PostgreSQL database answers within SERVER_WAIT_S seconds, through the driver
+    `module`: MLflow's own first connection retries for about 100 s, a warning each time,
+    before its traceback."""
+    driver = importlib.import_module(module)
+    dsn = urlparse(uri)._replace(scheme="postgresql").geturl()  # libpq's URI, no +driver
+    try:
+        driver.connect(dsn, connect_timeout=max(1, round(SERVER_WAIT_S))).close()
+    except driver.Error as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        problem = f"no database answers at {masked(uri)} ({reason})"
+        raise ConfigError(field, problem, allowed) from None
+
+
 def _check_server(uri: str) -> None:
-    """A tracking server answers its health check within SERVER_WAIT_S seconds."""
+    """A tracking server is reached within SERVER_WAIT_S seconds and answers its health
+    check within BUSY_WAIT_S: one that many trainings start against at once may be slow to
+    answer without being gone (through a proxy, the health check alone tells)."""
     import urllib.error
     import urllib.request
 
     url = uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=SERVER_WAIT_S) as answer:
+        parts = urlparse(url)
+        proxied = urllib.request.getproxies() and not urllib.request.proxy_bypass(parts.hostname)
+        if not proxied:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            socket.create_connection((parts.hostname, port), timeout=SERVER_WAIT_S).close()
+        wait = BUSY_WAIT_S if not proxied else SERVER_WAIT_S
+        with urllib.request.urlopen(url, timeout=wait) as answer:
             answer.read(64)
     except urllib.error.HTTPError as err:
         if err.code < 500 and err.code != 404:  # it answers, if not to this: a server
@@ -180,7 +246,7 @@ def _check_server(uri: str) -> None:
         raise ConfigError(
             FIELD, f"the tracking server at {uri} answers {err.code}", ALLOWED
         ) from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, OSError, ValueError, TypeError) as err:
         reason = getattr(err, "reason", err)
         problem = f"no tracking server answers at {uri} ({reason})"
         raise ConfigError(

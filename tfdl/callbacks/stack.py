@@ -69,12 +69,17 @@ def build_callbacks(
     logged_epochs: int = 0,
     run_dir: Path | None = None,
     probe=None,
+    backup_every_s: float | None = None,
+    restore_from: Path | None = None,
 ) -> Stack:
     """Keras callbacks for a `CallbacksConfig`, in ORDER.
 
     log: called with (logs, epoch) each epoch (MLflow); epochs up to `logged_epochs` are
     not logged again on resume. run_dir: where the backup and best checkpoint live.
-    probe: a fixed (x, y) training batch for gradient health.
+    probe: a fixed (x, y) training batch for gradient health. backup_every_s: backups at
+    most this often (by default the metrics logger's beat; 0: every epoch). restore_from:
+    another backup folder to resume from (a multi_worker worker other than the chief
+    resumes from the chief's).
     """
     from tfdl.callbacks.gradients import GradientHealth  # imports TensorFlow directly
 
@@ -109,7 +114,12 @@ def build_callbacks(
     if cfg.backup and run_dir is not None:
         logger = made.get("metrics_logger")
         wait = logger.wait if logger else None
-        beat = (lambda: logger.every_s) if logger else (lambda: store.LOG_EVERY_S)
-        made["backup"] = Backup(str(run_dir / "backup"), wait, every_s=beat)
+        if backup_every_s is None:  # the metrics logger's beat
+            beat = (lambda: logger.every_s) if logger else (lambda: store.LOG_EVERY_S)
+        else:
+            beat = backup_every_s
+        made["backup"] = Backup(
+            str(run_dir / "backup"), wait, every_s=beat, restore_from=restore_from
+        )
     ordered = {name: made[name] for name in ORDER if name in made}
     return Stack(list(ordered.values()), ordered)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import mlflow
 from mlflow.entities import Param, RunTag
+from mlflow.exceptions import RestException
 from mlflow.tracking import MlflowClient
 
 from tfdl.config import flatten
@@ -158,7 +159,12 @@ def experiment_id(name: str) -> str:
             return exp.experiment_id
         root = artifact_root(uri)
         location = (root / _slug(name)).as_uri() if root else None
-        return c.create_experiment(name, artifact_location=location)
+        try:
+            return c.create_experiment(name, artifact_location=location)
+        except RestException as err:  # a server: no lock of ours, and another came first
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return c.get_experiment_by_name(name).experiment_id
 
 
 def _slug(name: str) -> str:
@@ -250,10 +256,13 @@ def search_parent(name: str, job: dict, experiment: str, overwrite: bool) -> Cal
     return open_run
 
 
-def trial(parent_id: str, trial_id: str, name: str | None = None) -> Callable[[], str]:
-    """Opens a trial's nested run under the search's parent. An earlier, interrupted
-    attempt at the same trial is deleted first: the trial is recorded once, by the attempt
-    that ran it through."""
+def trial(
+    parent_id: str, trial_id: str, name: str | None = None, tuner_id: str | None = None
+) -> Callable[[], str]:
+    """Opens a trial's nested run under the search's parent (`tuner_id`: the Keras Tuner
+    worker running it, as the tag `tfdl.tuner_id`). An earlier, interrupted attempt at
+    the same trial is deleted first: the trial is recorded once, by the attempt that ran
+    it through."""
 
     def open_run() -> str:
         c = client()
@@ -262,6 +271,8 @@ def trial(parent_id: str, trial_id: str, name: str | None = None) -> Callable[[]
         for stale in c.search_runs([exp_id], query):
             c.delete_run(stale.info.run_id)
         tags = {"mlflow.parentRunId": parent_id, "tfdl.trial_id": trial_id, "tfdl.kind": "trial"}
+        if tuner_id is not None:
+            tags["tfdl.tuner_id"] = tuner_id
         return _create(exp_id, name or f"trial-{trial_id}", tags)
 
     return open_run

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import RestException
 
 from tfdl import store
 from tfdl.config import flatten
@@ -29,6 +30,7 @@ from tfdl.tracking.lifecycle import before_end, client, log_params
 # that queue down and joins its threads, which cost about a second per run (a search's trials).
 _WRITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfdl-metrics")
 MAX_BATCH = 1000  # MLflow's limit on the metrics and tags of one log_batch
+INPUT_ATTEMPTS = 3  # logging a run's data sets, which runs starting together may race
 
 
 def epoch_logger(run_id: str, clock=time.monotonic) -> EpochLogger:
@@ -187,10 +189,19 @@ def log_datasets(run_id: str, prepared) -> None:
         dataset = from_numpy(x, targets=y, source=source, name=name, digest=digest)
         tags = [InputTag("mlflow.data.context", context)]
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=tags))
-    # MLflow's sqlite store adds a data set it has not seen check-then-insert: runs of one
-    # data set starting together would all insert it, and all but one fail.
+    # MLflow's stores add a data set they have not seen check-then-insert: runs of one data
+    # set starting together would all insert it, and all but one fail. A sqlite store is
+    # locked around it; a server's database refuses the late inserts (a unique key), and
+    # the call, which adds nothing twice, finds the data set there when made again.
     with shared(tracking_uri()):
-        client().log_inputs(run_id, datasets=inputs)
+        for attempt in range(INPUT_ATTEMPTS):
+            try:
+                client().log_inputs(run_id, datasets=inputs)
+                break
+            except RestException:  # the server's refusal (one that does not answer: raised)
+                if attempt == INPUT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
 
 def _file_stamps(stream: dict | None, *splits) -> list[np.ndarray]:

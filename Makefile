@@ -47,6 +47,20 @@ lock: ## Refresh constraints.txt to the newest allowed releases (then make insta
 train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml] [ARGS="train.epochs=3"]
 	$(BIN)/tfdl train $(PIPELINE) $(ARGS)
 
+# Every worker a process on 127.0.0.1 with a free port, worker 0 (the chief, in front)
+# recording the run; when the chief stops, workers still waiting for it are stopped too.
+.PHONY: train-distributed
+train-distributed: $(BIN)/tfdl ## tf.distribute over WORKERS processes: make train-distributed [WORKERS=2] [PIPELINE=...] [ARGS=...]
+	@workers=$$($(BIN)/python -c 'import socket; s = [socket.socket() for _ in range($(WORKERS))]; \
+	  [x.bind(("127.0.0.1", 0)) for x in s]; print(",".join("127.0.0.1:%d" % x.getsockname()[1] for x in s))') \
+	  || exit 1; \
+	run() { $(BIN)/tfdl train $(PIPELINE) $(ARGS) train.distribution=multi_worker --workers $$workers "$$@"; }; \
+	echo "$(WORKERS) workers on $$workers: worker 0 records the run"; pids=; \
+	for i in $$(seq 1 $$(($(WORKERS) - 1))); do run --worker-index $$i & pids="$$pids $$!"; done; \
+	run --worker-index 0; status=$$?; \
+	if [ $$status -ne 0 ] && [ -n "$$pids" ]; then kill $$pids 2>/dev/null; fi; \
+	wait $$pids; exit $$status
+
 example-data: $(BIN)/tfdl ## Write the example image folder data/shapes (for pipelines/shapes_folder.yaml)
 	test -d data/shapes || $(BIN)/tfdl make-example-data shapes data/shapes
 

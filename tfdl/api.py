@@ -54,32 +54,88 @@ def _check_store(cfg, wanted: bool) -> None:
         check_writable(cfg.tracking.experiment)
 
 
-def train(pipeline=None, overrides=(), *, resume: str | None = None, callbacks=()):
+def train(
+    pipeline=None,
+    overrides=(),
+    *,
+    resume: str | None = None,
+    callbacks=(),
+    workers=None,
+    worker_index: int | None = None,
+):
     """Train and record one run of `pipeline` (a file, mapping, config or prepared
     pipeline), or continue the interrupted run `resume`. Returns a `RunResult`: run_id,
-    test_metrics, history, model. `callbacks`: Keras callbacks of your own."""
+    test_metrics, history, model. `callbacks`: Keras callbacks of your own.
+
+    With `train.distribution: multi_worker`, `workers` lists every worker's host:port
+    (a list, or one string "host:port,host:port") and `worker_index` says which one this
+    process is; worker 0, the chief, records the run (the others return run_id None)."""
+    from tfdl import distribute
     from tfdl.errors import ConfigError
+    from tfdl.prepared import Prepared
     from tfdl.prepared import prepare as prepare_config
 
+    follower = workers is not None and worker_index not in (None, 0)
     if resume is not None:
         if pipeline is not None or overrides:
             raise ConfigError(
                 "resume", "takes no pipeline or overrides", "resume RUN_ID alone", ("resume",)
             )
-        from tfdl.store import check_writable
-        from tfdl.tracking import resumable
-
-        check_writable()  # the run is looked up in the store: it must answer
-        p = prepare_config(resumable(resume)[0])
+        cfg, source = _resumed(resume, follower), None
     elif pipeline is None:
         allowed = "a pipeline file, mapping or config; or resume RUN_ID"
         raise ConfigError("pipeline", "missing", allowed, ("resume",))
     else:
-        p = prepare(pipeline, overrides, store=True)
+        if isinstance(pipeline, Prepared):
+            source = load_pipeline(pipeline.cfg, overrides) if overrides else pipeline
+        else:
+            source = load_pipeline(pipeline, overrides)
+        cfg = getattr(source, "cfg", source)
+    cluster = distribute.cluster(cfg.train.distribution, workers, worker_index)
+    if cluster is not None:
+        distribute.check_port(cluster)
+    if source is not None:  # a worker other than the chief touches no store
+        _check_store(cfg, not follower)
+    if cluster is not None:
+        # Before the data: loading some sources starts TensorFlow, after which a process
+        # can no longer join a cluster.
+        _ready()
+        _join(cluster)
+    if isinstance(source, Prepared):
+        p = source
+    else:
+        path = str(pipeline) if isinstance(pipeline, (str, Path)) else None
+        p = prepare_config(cfg, path)
     _ready()
     from tfdl.training import train as train_prepared
 
     return train_prepared(p, resume_id=resume, callbacks=list(callbacks))
+
+
+def _resumed(run_id: str, follower: bool):
+    """The config of the interrupted run `run_id`. A multi_worker worker other than the
+    chief only reads it: the chief checks the run and reopens it."""
+    from tfdl.store import check_writable
+    from tfdl.tracking import find_run, resolved_config, resumable
+
+    if follower:
+        return resolved_config(find_run(run_id, "resume"), "resume")
+    check_writable()  # the run is looked up in the store: it must answer
+    return resumable(run_id)[0]
+
+
+def _join(cluster) -> None:
+    from tfdl import distribute
+    from tfdl.errors import ConfigError
+
+    try:
+        distribute.start(cluster)
+    except RuntimeError as err:  # TensorFlow ran already (e.g. a notebook's earlier cell)
+        raise ConfigError(
+            "workers",
+            f"this process cannot join a cluster any more: {err}",
+            "a fresh process for each worker",
+        ) from None
 
 
 def tune(search, overrides=(), *, overwrite: bool = False, name: str | None = None):
@@ -116,10 +172,15 @@ def find_learning_rate(
 ):
     """The lecture's learning-rate sweep on a pipeline, recorded as a run. Returns a
     `Sweep`: run_id, lrs, losses and the suggested rate."""
+    from tfdl.errors import ConfigError
     from tfdl.lr_find import check_sweep, lr_find
 
     check_sweep(min_lr, max_lr, steps)
     p = prepare(pipeline, overrides, store=True)
+    if p.cfg.train.distribution == "multi_worker":
+        raise ConfigError(
+            "train.distribution", "a sweep runs in one process, not multi_worker", "none, mirrored"
+        )
     _ready()
     return lr_find(p, min_lr=min_lr, max_lr=max_lr, steps=steps, progress=progress)
 

@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "overrides", nargs="*", help="dotted.path=value, e.g. train.epochs=3 model.units=[64,32]"
     )
+    t.add_argument(
+        "--workers",
+        metavar="HOST:PORT,...",
+        help="train.distribution=multi_worker: every worker's address, worker 0 the chief",
+    )
+    t.add_argument(
+        "--worker-index", type=int, metavar="I", help="which of --workers this process is"
+    )
 
     k = sub.add_parser("tune", help="Keras Tuner search over a pipeline, every trial an MLflow run")
     k.add_argument("tuning", help="a search file, e.g. tuning/mlp_random.yaml")
@@ -311,8 +319,17 @@ def _one_line(err: Exception) -> str:
 def _train(args) -> int:
     import tfdl
 
-    result = tfdl.train(args.pipeline, args.overrides, resume=args.resume)
+    result = tfdl.train(
+        args.pipeline,
+        args.overrides,
+        resume=args.resume,
+        workers=args.workers,
+        worker_index=args.worker_index,
+    )
     metrics = ", ".join(f"test_{k}={v:.4f}" for k, v in result.test_metrics.items())
+    if result.run_id is None:  # a multi_worker worker other than the chief
+        print(f"worker {args.worker_index} finished: {metrics}; worker 0 recorded the run")
+        return 0
     print(f"run {result.run_id} finished: {metrics}")
     if result.model_version:
         name = f"{result.registered_model}/{result.model_version}"
@@ -616,6 +633,8 @@ def run() -> int:
     the command writes is closed and stored by the time `main` returns."""
     code = main()
     gc.freeze()  # the collector skips every object alive now, at exit too
+    if code != 0 and "tfdl.distribute" in sys.modules:
+        sys.modules["tfdl.distribute"].leave(code)  # a worker of a broken cluster: now
     return code
 
 

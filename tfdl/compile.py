@@ -57,6 +57,7 @@ def resolve(cfg, spec):
     if resolved.data.seed is None:
         resolved.data.seed = cfg.train.seed  # the logged config says which seed split the data
     _check_monitors(resolved)
+    _check_distribution(resolved)
     return resolved
 
 
@@ -74,6 +75,25 @@ def _check_monitors(cfg):
             raise ConfigError(
                 f"callbacks.{name}.monitor", f"{monitor!r} is not logged", ", ".join(allowed)
             )
+
+
+def _check_distribution(cfg):
+    t = cfg.train
+    if t.distribution != "none" and t.steps_per_execution not in ("auto", 1):
+        # Keras 3.15's loop over several steps per call fails under a tf.distribute strategy
+        # (a placeholder left unfed in its while loop).
+        raise ConfigError(
+            "train.steps_per_execution",
+            f"Keras runs one step per call with distribution {t.distribution!r}",
+            "auto or 1",
+        )
+    if t.loop == "custom" and t.distribution != "none":
+        # The lecture's loop steps one device; fit splits each batch between replicas.
+        raise ConfigError(
+            "train.loop",
+            f"the lecture's loop trains on one device, not with distribution {t.distribution!r}",
+            "fit, or train.distribution: none",
+        )
 
 
 # --------------------------------------------------------------- Keras objects (imports Keras)
@@ -175,9 +195,12 @@ def jit_compile(cfg) -> bool | str:
 def steps_per_execution(train, steps_per_epoch: int) -> int:
     """The configured number, or for "auto" up to AUTO_STEPS batches per call: the largest
     number that divides the epoch's steps when one of at least MIN_DIVISOR does (fit then
-    reads one repeated stream, see tfdl.training.fit), else AUTO_STEPS (at most an epoch)."""
+    reads one repeated stream, see tfdl.training.fit), else AUTO_STEPS (at most an epoch);
+    one under a train.distribution."""
     if train.steps_per_execution != "auto":
         return train.steps_per_execution
+    if getattr(train, "distribution", "none") != "none":
+        return 1  # what Keras can run under a strategy (tfdl.compile._check_distribution)
     if steps_per_epoch <= AUTO_STEPS:
         return max(1, steps_per_epoch)
     divisor = max(d for d in range(1, AUTO_STEPS + 1) if steps_per_epoch % d == 0)

@@ -110,10 +110,8 @@ class PipelineHyperModel(kt.HyperModel):
         return p
 
     def build(self, hp):
-        if self.job.mixed_precision:
-            # Set here, per trial: Keras Tuner clears the session (and with it the global
-            # dtype policy) before every build.
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        # The trial's train.distribution and train.mixed_precision (a job's own settings
+        # of them are overrides: tfdl.config.tuning) take effect in build, as in any run.
         return build(self.prepared(hp))
 
     def fit(self, hp, model, *args, log=None, progress=None, callbacks=(), **kwargs):
@@ -242,17 +240,11 @@ def tracked(tuner_class):
 
 
 def setup_devices(job: TuningConfig):
-    """GPUs grow their memory as needed; returns the distribution strategy, if any.
+    """GPUs grow their memory as needed. Returns no strategy for Keras Tuner: each trial's
+    model is built in its train.distribution's scope by tfdl.training.build."""
+    from tfdl.distribute import grow_gpu_memory
 
-    On a CPU-only machine nothing changes. (Mixed precision is set per trial, in build.)
-    """
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if job.distribution == "mirrored" and len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
+    grow_gpu_memory()
     return None
 
 

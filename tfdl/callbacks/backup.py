@@ -10,6 +10,7 @@ import zlib
 
 import keras
 
+from tfdl import distribute
 from tfdl.signals import signals_deferred
 
 SPARE = 1 << 20  # bytes kept free beyond the backup's own size
@@ -26,10 +27,16 @@ class Backup(keras.callbacks.BackupAndRestore):
     and a resume trusts only a pair that matches, or else the previous pair
     (double_checkpoint). A disk without room for the backup is found before h5py writes
     (on a full disk h5py can crash the process): an OSError, and the run fails.
+
+    Under multi_worker every worker backs up at the same epochs (`every_s` 0), the chief
+    into the run's folder, the others each into a folder of their own; resuming, the
+    others copy the chief's backup once the chief has picked it (`restore_from`), so all
+    continue from the same epoch with the same weights.
     """
 
-    def __init__(self, backup_dir, before_commit=None, every_s: float = 0.0):
+    def __init__(self, backup_dir, before_commit=None, every_s: float = 0.0, restore_from=None):
         super().__init__(backup_dir, double_checkpoint=True)
+        self.restore_from = restore_from
         # Called between the weights and the epoch number: the metrics logger's wait (it
         # stores the epochs it holds), so a backed-up epoch is always a logged one while
         # the log is written meanwhile.
@@ -48,6 +55,8 @@ class Backup(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         self._last = -math.inf  # the first epoch is backed up
+        if self.restore_from is not None:
+            self._copy_chiefs()
         pairs = [
             (self._weights_path, self._training_metadata_path),
             (self._prev_weights_path, self._prev_training_metadata_path),
@@ -60,6 +69,16 @@ class Backup(keras.callbacks.BackupAndRestore):
             for old, new in zip(trusted, pairs[0], strict=True):
                 os.replace(old, new)
         super().on_train_begin(logs)
+        distribute.chief_ready("backup")  # the others may copy it now
+
+    def _copy_chiefs(self):
+        """The chief's backup, once it has picked it, as this worker's own."""
+        distribute.wait_for_chief("backup")
+        os.makedirs(self.backup_dir, exist_ok=True)
+        for path in (self._weights_path, self._training_metadata_path):
+            chiefs = os.path.join(self.restore_from, os.path.basename(path))
+            if os.path.exists(chiefs):
+                shutil.copy(chiefs, path)
 
     def _save_model(self):
         # Keras's own steps, with before_commit before the epoch number is written.

@@ -69,12 +69,16 @@ def build_callbacks(
     logged_epochs: int = 0,
     run_dir: Path | None = None,
     probe=None,
+    backup_every_s: float = store.LOG_EVERY_S,
+    restore_from: Path | None = None,
 ) -> Stack:
     """Keras callbacks for a `CallbacksConfig`, in ORDER.
 
     log: called with (logs, epoch) each epoch (MLflow); epochs up to `logged_epochs` are
     not logged again on resume. run_dir: where the backup and best checkpoint live.
-    probe: a fixed (x, y) training batch for gradient health.
+    probe: a fixed (x, y) training batch for gradient health. backup_every_s: backups at
+    most this often. restore_from: another backup folder to resume from (a multi_worker
+    worker other than the chief resumes from the chief's).
     """
     from tfdl.callbacks.gradients import GradientHealth  # imports TensorFlow directly
 
@@ -109,6 +113,8 @@ def build_callbacks(
     if cfg.backup and run_dir is not None:
         logger = made.get("metrics_logger")
         wait = logger.wait if logger else None
-        made["backup"] = Backup(str(run_dir / "backup"), wait, every_s=store.LOG_EVERY_S)
+        made["backup"] = Backup(
+            str(run_dir / "backup"), wait, every_s=backup_every_s, restore_from=restore_from
+        )
     ordered = {name: made[name] for name in ORDER if name in made}
     return Stack(list(ordered.values()), ordered)

@@ -131,6 +131,14 @@ class TrainConfig(StrictModel):
     # fit: Keras's model.fit. custom: the lecture's loop written out (tfdl.gradient_descent):
     # a GradientTape step per batch, same data, metrics, callbacks and records.
     loop: Literal["fit", "custom"] = "fit"
+    # none: one device. mirrored: one replica per GPU (without GPUs, per logical CPU
+    # device), each global batch split between them and the gradients summed every step.
+    # multi_worker: one process per machine, the cluster given to `tfdl train --workers
+    # host:port,... --worker-index i`; worker 0 records the run (tfdl.distribute).
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+    # Compute in float16 with float32 weights and output layers (Keras' mixed_float16
+    # policy; the optimizer scales the loss so small float16 gradients do not vanish).
+    mixed_precision: bool = False
 
 
 class TrackingConfig(StrictModel):

@@ -100,6 +100,8 @@ class TuningConfig(StrictModel):
     epochs: PositiveInt | None = None  # per trial; None: the pipeline's train.epochs
     hyperband_factor: Annotated[int, Field(ge=2)] = 3
     seed: Seed = 42
+    # Set, these override the pipeline's train.distribution and train.mixed_precision for
+    # every trial (where a search file of before set them); unset, the pipeline decides.
     distribution: Literal["none", "mirrored"] = "none"  # mirrored: one trial over all GPUs
     mixed_precision: bool = False
     # Trials per process: `tfdl tune` runs a longer search's trials in child processes,
@@ -139,9 +141,13 @@ def load_tuning(path: str | Path, overrides=()) -> tuple[TuningConfig, dict]:
     if found is None:
         raise ConfigError("pipeline", f"no such file {job.pipeline!r}", "a pipeline YAML file")
     pipeline = read_yaml(found)
-    fixed = [*job.overrides, *([f"train.epochs={job.epochs}"] if job.epochs else [])]
+    fixed = [
+        *_devices(job),
+        *job.overrides,
+        *([f"train.epochs={job.epochs}"] if job.epochs else []),
+    ]
     base = apply_overrides(pipeline, fixed)
-    known = flatten(validate(base).to_dict())  # the pipeline as written, its optimizer too
+    known = flatten(_one_process(validate(base), "train.distribution").to_dict())
     if OPTIMIZER_NAME in job.space:
         base = apply_overrides(fresh_optimizer(pipeline), fixed)
     for key, param in job.space.items():
@@ -158,7 +164,23 @@ def load_tuning(path: str | Path, overrides=()) -> tuple[TuningConfig, dict]:
         )
         for value in samples:
             try:
-                validate(apply_overrides(base, [f"{key}={json.dumps(value)}"]))
+                _one_process(validate(apply_overrides(base, [f"{key}={json.dumps(value)}"])))
             except ConfigError as err:
                 raise ConfigError(field, f"value {value!r}: {err.problem}", err.allowed) from None
     return job, base
+
+
+def _devices(job: TuningConfig) -> list[str]:
+    """The job's own `distribution` and `mixed_precision`, where set, as overrides of the
+    pipeline's train section: trials train through tfdl.training like any run."""
+    out = [f"train.distribution={job.distribution}"] if job.distribution != "none" else []
+    return out + (["train.mixed_precision=true"] if job.mixed_precision else [])
+
+
+def _one_process(cfg, field: str = "train.distribution"):
+    """A trial trains in one process: multi_worker, a cluster of processes, is refused."""
+    if cfg.train.distribution == "multi_worker":
+        raise ConfigError(
+            field, "a search trains each trial in one process, not multi_worker", "none, mirrored"
+        )
+    return cfg

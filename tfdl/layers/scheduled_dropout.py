@@ -33,8 +33,10 @@ class ScheduledDropout(keras.layers.Layer):
     def call(self, inputs, training=False):
         if not training:
             return inputs
+        # The draws are float32, whatever the inputs (float16 under mixed precision).
+        drawn = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator)
+        keep = drawn >= ops.cast(self.rate, drawn.dtype)
         rate = ops.cast(self.rate, inputs.dtype)
-        keep = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator) >= rate
         return ops.where(keep, inputs / (1.0 - rate), ops.zeros_like(inputs))
 
     def compute_output_shape(self, input_shape):

@@ -357,7 +357,7 @@ class Watchdog:
         from tensorflow.python.framework import errors
 
         chief = "the chief, " if i == 0 else ""
-        self.lost = f"worker {i} ({chief}{address}) stopped answering its port"
+        self.lost = f"worker {i} ({chief}{address}) stopped answering (its port is closed)"
         context.context().abort_collective_ops(errors.UNAVAILABLE, self.lost)
 
 

@@ -64,14 +64,24 @@ def build(p: Prepared) -> keras.Model:
         return compile_model(model, p)
 
 
-def local_copy(weights, p: Prepared) -> keras.Model:
-    """A model of this process's own holding the trained `weights` (model.get_weights()):
-    the same architecture built outside any strategy, compiled alike. Under multi_worker
-    the trained model runs every prediction as a collective op of all workers; the chief
+def trained_state(model) -> tuple[list, list]:
+    """The values of a model's weights and of its optimizer's variables (its step, moments,
+    loss scale): under multi_worker every worker reads them in step."""
+    return model.get_weights(), [v.numpy() for v in model.optimizer.variables]
+
+
+def local_copy(state: tuple[list, list], p: Prepared) -> keras.Model:
+    """A model of this process's own in the trained `state` (trained_state): the same
+    architecture built outside any strategy, compiled alike. Under multi_worker the
+    trained model runs every prediction as a collective op of all workers; the chief
     draws the run's pictures and logs the model from this copy, the others gone."""
+    weights, optimizer = state
     with distribute.precision(p.cfg.train.mixed_precision):
         copy = compile_model(build_model(p.cfg.model, p.spec), p)
     copy.set_weights(weights)
+    copy.optimizer.build(copy.trainable_variables)
+    for variable, value in zip(copy.optimizer.variables, optimizer, strict=True):
+        variable.assign(value)
     return copy
 
 
@@ -141,9 +151,9 @@ def train(
                 run_dir=store.run_dir(run_id),
             )
             test_metrics = evaluate(model, p, "test")
-            weights = model.get_weights() if distribute.role() else None  # read in step
-        if weights is not None:
-            model = local_copy(weights, p)
+            state = trained_state(model) if distribute.role() else None  # read in step
+        if state is not None:
+            model = local_copy(state, p)
         frame = tracking.history_frame(run_id, list(history.history))  # all epochs, resumed too
         pictures = store.run_dir(run_id) / "pictures"
         run_pictures(model, p.cfg, p.splits, frame, pictures, seed=p.cfg.train.seed)
@@ -174,8 +184,8 @@ def _follow(model, p: Prepared, *, resume_id: str | None, callbacks) -> RunResul
     with tempfile.TemporaryDirectory(prefix="tfdl-worker-") as tmp, distribute.watching():
         history, _ = fit(model, p, callbacks=callbacks, run_dir=Path(tmp), restore_from=restore)
         test_metrics = evaluate(model, p, "test")
-        weights = model.get_weights()  # in step with the chief
-    return RunResult(None, test_metrics, history.history, local_copy(weights, p))
+        state = trained_state(model)  # in step with the chief
+    return RunResult(None, test_metrics, history.history, local_copy(state, p))
 
 
 def _run_tags(model, p: Prepared) -> dict[str, str]:

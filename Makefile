@@ -48,16 +48,21 @@ train: $(BIN)/tfdl ## Train a pipeline: make train [PIPELINE=pipelines/mlp.yaml]
 
 # Every worker a process on 127.0.0.1 with a free port, worker 0 (the chief, in front)
 # recording the run; when the chief stops, workers still waiting for it are stopped too.
+# `run` execs tfdl in place of its subshell: $! is the worker's tfdl itself, which `kill`
+# reaches (killing a subshell that waits for tfdl would leave tfdl running). A worker
+# still joining the cluster does not end at SIGTERM (TensorFlow takes it while it waits
+# in C++): 5 s later it gets SIGKILL.
 .PHONY: train-distributed
 train-distributed: $(BIN)/tfdl ## tf.distribute over WORKERS processes: make train-distributed [WORKERS=2] [PIPELINE=...] [ARGS=...]
 	@workers=$$($(BIN)/python -c 'import socket; s = [socket.socket() for _ in range($(WORKERS))]; \
 	  [x.bind(("127.0.0.1", 0)) for x in s]; print(",".join("127.0.0.1:%d" % x.getsockname()[1] for x in s))') \
 	  || exit 1; \
-	run() { $(BIN)/tfdl train $(PIPELINE) $(ARGS) train.distribution=multi_worker --workers $$workers "$$@"; }; \
+	run() { exec $(BIN)/tfdl train $(PIPELINE) $(ARGS) train.distribution=multi_worker --workers $$workers "$$@"; }; \
 	echo "$(WORKERS) workers on $$workers: worker 0 records the run"; pids=; \
 	for i in $$(seq 1 $$(($(WORKERS) - 1))); do run --worker-index $$i & pids="$$pids $$!"; done; \
-	run --worker-index 0; status=$$?; \
-	if [ $$status -ne 0 ] && [ -n "$$pids" ]; then kill $$pids 2>/dev/null; fi; \
+	(run --worker-index 0); status=$$?; \
+	if [ $$status -ne 0 ] && [ -n "$$pids" ]; then kill $$pids 2>/dev/null; \
+	  (sleep 5; kill -9 $$pids) >/dev/null 2>&1 & fi; \
 	wait $$pids; exit $$status
 
 example-data: $(BIN)/tfdl ## Write the example image folder data/shapes (for pipelines/shapes_folder.yaml)

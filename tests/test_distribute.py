@@ -20,8 +20,10 @@ from tfdl import distribute
 from tfdl.config import load_tuning, validate
 from tfdl.errors import ConfigError
 from tfdl.prepared import prepare
+from tfdl.store import open_sqlite
 
-from .conftest import PROJECT, TFDL, TINY, free_port, run_tfdl
+from .conftest import PROJECT, TINY, free_port, run_tfdl, start_tfdl
+from .test_search_workers import alive
 
 # ------------------------------------------------------------------ the cluster's settings
 
@@ -191,3 +193,260 @@ def test_a_search_or_sweep_over_a_multi_worker_pipeline_is_refused(tmp_path, wri
         (line,) = out.stderr.splitlines()
         assert line.startswith("error: train.distribution: ") and "none, mirrored" in line
     assert not store.exists()
+
+
+# ------------------------------------------------------------ mirrored: two devices, one batch
+
+# Two logical CPU devices exist only if they are set before TensorFlow initialises: the
+# comparison runs in a process of its own, both runs in it, on the same seed and batches.
+MIRRORED_VS_ONE_DEVICE = """
+import json, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+import tfdl
+from tfdl import distribute
+
+pipeline, out = json.loads(sys.argv[1]), sys.argv[2]
+found, weights = {"devices": len(tf.config.list_logical_devices("CPU"))}, {}
+for distribution in ("none", "mirrored"):
+    result = tfdl.train({**pipeline, "train": {**pipeline["train"], "distribution": distribution}})
+    found[distribution] = {"run_id": result.run_id, "history": result.history}
+    for i, w in enumerate(result.model.get_weights()):
+        weights[f"{distribution}_{i}"] = w
+found["replicas"] = distribute.replicas("mirrored")
+np.savez(out + ".npz", **weights)
+with open(out + ".json", "w") as f:
+    json.dump(found, f)
+"""
+
+
+def test_mirrored_on_two_cpu_devices_trains_as_one_device_does(tmp_path, store):
+    # 1216 training rows (test_fraction 0.173), 19 whole batches of 64 an epoch. With a final
+    # partial batch (1257 rows: 41) the two runs part: its 21 + 20 rows split between the
+    # replicas, Keras averages each replica's loss and halves the sum, so those rows weigh
+    # 1/42 and 1/40 instead of 1/41 (measured: weights 2e-3 apart after 3 epochs).
+    pipeline = {
+        **TINY,
+        "data": {"source": "digits", "test_fraction": 0.173},
+        "train": {**TINY["train"], "epochs": 3},
+        "tracking": {"experiment": "mirrored", "log_model": False},
+    }
+    out = tmp_path / "found"
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_VS_ONE_DEVICE, json.dumps(pipeline), str(out)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads((tmp_path / "found.json").read_text())
+    weights = np.load(tmp_path / "found.npz")
+    assert found["devices"] == 2 and found["replicas"] == 2
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")  # the subprocess's store
+    tags = {d: client.get_run(found[d]["run_id"]).data.tags for d in ("none", "mirrored")}
+    assert tags["mirrored"]["tfdl.replicas"] == "2" and "tfdl.replicas" not in tags["none"]
+    one, mirrored = found["none"]["history"], found["mirrored"]["history"]
+    assert mirrored["loss"] == sorted(mirrored["loss"], reverse=True)  # it trains
+    assert mirrored["loss"][-1] < 0.5 * mirrored["loss"][0]
+    # Measured: losses 3e-7 apart (relative), weights 2e-7 (absolute; the largest is ~0.7):
+    # float32 sums taken in another order. The tolerances leave 30-50 times that.
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(mirrored[key], one[key], rtol=1e-5, err_msg=key)
+    n = len(weights.files) // 2
+    for i in range(n):
+        np.testing.assert_allclose(weights[f"mirrored_{i}"], weights[f"none_{i}"], atol=1e-5)
+
+
+# ------------------------------------------------------------------ two workers on loopback
+
+
+def start_workers(pipeline, uri: str, n: int = 2):
+    """Every worker of a cluster of `n` on 127.0.0.1, each a real `tfdl train` process; the
+    chief (worker 0) first. Returns the processes and the cluster's `--workers`."""
+    workers = ",".join(f"127.0.0.1:{free_port()}" for _ in range(n))
+    cluster = (MULTI, "--workers", workers)
+    procs = [
+        start_tfdl("train", pipeline, *cluster, "--worker-index", i, uri=uri) for i in range(n)
+    ]
+    return procs, workers
+
+
+def stop(procs):
+    """Whatever of `procs` still runs, killed, and every one reaped."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def the_run(client):
+    """The one run of the store, whatever its experiment and state."""
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    (run,) = client.search_runs(experiments, run_view_type=ViewType.ALL)
+    return run
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_run_that_the_chief_records(tmp_path, write_pipeline):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    procs, workers = start_workers(write_pipeline(TINY), uri)
+    try:
+        (out0, err0), (out1, err1) = (proc.communicate(timeout=240) for proc in procs)
+    finally:
+        stop(procs)
+    assert procs[0].returncode == 0, err0
+    assert procs[1].returncode == 0, err1
+    assert out1.splitlines()[-1].startswith("worker 1 finished: test_accuracy=")
+    assert out1.splitlines()[-1].endswith("; worker 0 recorded the run")
+    client = MlflowClient(uri)
+    run = the_run(client)
+    run_id = run.info.run_id
+    assert f"run {run_id} finished" in out0
+    assert run.info.status == "FINISHED" and "tfdl.error" not in run.data.tags
+    assert run.data.tags["tfdl.replicas"] == "2" and run.data.tags["tfdl.workers"] == workers
+    for key in ("loss", "val_loss", "accuracy"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2], key
+    # The logged model is the trained one: its accuracy on the test split is the run's.
+    mlflow.set_tracking_uri(uri)  # what runs:/ resolves against
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    splits = prepare(validate(TINY)).splits
+    predicted = np.asarray(model.predict(splits.x_test.astype("float32"))).argmax(axis=1)
+    accuracy = float(np.mean(predicted == splits.y_test))
+    assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+
+
+def wait_for_epochs(client, n: int, procs, timeout: float = 180):
+    """The run once it has logged `n` epochs; fails at once if a worker ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        for proc in procs:
+            assert proc.poll() is None, proc.communicate()
+        exp = client.get_experiment_by_name("test")
+        found = client.search_runs([exp.experiment_id]) if exp else []
+        if found and len(client.get_metric_history(found[0].info.run_id, "loss")) >= n:
+            return found[0]
+    raise AssertionError(f"the run never logged {n} epochs")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_fails_the_chiefs_run_at_once_naming_the_worker(tmp_path, write_pipeline):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    open_sqlite(uri)  # polling a store the chief is still creating would race it
+    # Batch 8, one step per call: ~150 trips through Python an epoch, 30 epochs to go.
+    train = {**TINY["train"], "epochs": 30, "batch_size": 8, "steps_per_execution": 1}
+    procs, workers = start_workers(write_pipeline({**TINY, "train": train}), uri)
+    try:
+        client = MlflowClient(uri)
+        run = wait_for_epochs(client, 2, procs)
+        procs[1].send_signal(signal.SIGKILL)  # as the out-of-memory killer would
+        killed = time.monotonic()
+        _, err = procs[0].communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        stop(procs)
+    # The watchdog finds the port closed within a few probes (measured: 0.2-3.2 s).
+    assert took < 30 and procs[0].returncode not in (0, None)
+    (line,) = err.strip().splitlines()
+    lost = workers.split(",")[1]
+    assert line.startswith("error: ") and f"worker 1 ({lost})" in line and "FAILED" in line
+    run = client.get_run(run.info.run_id)
+    assert run.info.status in ("FAILED", "KILLED")
+    epochs = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert epochs == list(range(1, len(epochs) + 1)) and 2 <= len(epochs) < 30
+
+
+# ------------------------------------------------------------------ make train-distributed
+
+# Stands in for tfdl: notes its arguments, and its process id in the last line, in a file
+# per worker; the chief exits with $CHIEF_EXIT once every worker has started, and a worker
+# of a failing chief waits as one still joining the cluster does, SIGTERM ignored.
+STUB = """#!/bin/sh
+for index; do :; done
+printf '%s\\n%s\\n' "$*" "$$" > "$CALLS/$index.new" && mv "$CALLS/$index.new" "$CALLS/$index"
+if [ "$index" = 0 ]; then
+  for _ in $(seq 100); do [ "$(ls "$CALLS" | wc -l)" -ge "$WORKERS" ] && break; sleep 0.1; done
+  exit "$CHIEF_EXIT"
+fi
+[ "$CHIEF_EXIT" = 0 ] || { trap '' TERM; exec sleep 60; }
+"""
+
+
+def make_bin(folder: Path, tfdl: str) -> Path:
+    """A folder standing for .venv/bin: this interpreter as `python`, `tfdl` the script."""
+    folder.mkdir()
+    for name, text in (("python", f'#!/bin/sh\nexec {sys.executable} "$@"\n'), ("tfdl", tfdl)):
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def make_train_distributed(bin_: Path, *settings, env=None, timeout=60):
+    return subprocess.run(
+        ["make", "-s", "-o", f"{bin_}/tfdl", "train-distributed", f"BIN={bin_}", *settings],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("chief_exit", [0, 3])
+def test_make_train_distributed_starts_every_worker_and_stops_them_with_the_chief(
+    chief_exit, tmp_path
+):
+    bin_, calls = make_bin(tmp_path / "bin", STUB), tmp_path / "calls"
+    calls.mkdir()
+    env = {"CALLS": str(calls), "CHIEF_EXIT": str(chief_exit), "WORKERS": "3"}
+    started = time.monotonic()
+    done = make_train_distributed(
+        bin_, "WORKERS=3", "PIPELINE=p.yaml", "ARGS=train.epochs=1 train.seed=7", env=env
+    )
+    took = time.monotonic() - started
+    first = done.stdout.splitlines()[0]
+    workers = first.split(" ")[3].rstrip(":")
+    assert first == f"3 workers on {workers}: worker 0 records the run"
+    ports = [w.removeprefix("127.0.0.1:") for w in workers.split(",")]
+    assert len(set(ports)) == 3 and all(p.isdigit() for p in ports)
+    lines = {i: (calls / str(i)).read_text().splitlines() for i in range(3)}
+    for i, (args, _) in lines.items():
+        assert args == (
+            "train p.yaml train.epochs=1 train.seed=7 train.distribution=multi_worker "
+            f"--workers {workers} --worker-index {i}"
+        )
+    if chief_exit == 0:
+        assert done.returncode == 0, done.stderr
+        return
+    # The chief's failure is make's, and its workers are stopped: the ones ignoring
+    # SIGTERM (as a worker still joining the cluster does) by SIGKILL 5 s later.
+    assert done.returncode == 2 and "Error 3" in done.stderr
+    assert took < 30
+    for i in (1, 2):
+        assert not alive(int(lines[i][1])), f"worker {i} still runs"
+
+
+@pytest.mark.slow
+def test_make_train_distributed_trains_one_run_over_two_workers(tmp_path, write_pipeline):
+    tfdl = f'#!/bin/sh\nexec {sys.executable} -m tfdl.cli "$@"\n'  # this checkout's tfdl
+    bin_ = make_bin(tmp_path / "bin", tfdl)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pipeline = write_pipeline(TINY)
+    done = make_train_distributed(
+        bin_,
+        "WORKERS=2",
+        f"PIPELINE={pipeline}",
+        "ARGS=train.epochs=1",
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "worker 1 finished" in done.stdout and "; worker 0 recorded the run" in done.stdout
+    client = MlflowClient(uri)
+    run = the_run(client)
+    assert run.info.status == "FINISHED" and run.data.tags["tfdl.replicas"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]

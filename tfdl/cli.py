@@ -26,10 +26,23 @@ ORACLE_PORT = 8000  # Keras Tuner's chief, started by hand (tfdl tune --chief / 
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its usage errors in the project's one-line form."""
+    """argparse, with its usage errors in the project's one-line form. A command's
+    positionals may come before, between or after its options (`tfdl train FILE --workers
+    ... --worker-index 0 train.epochs=3`): plain argparse takes them in one run only."""
+
+    _intermixing = False
 
     def error(self, message):
         raise ConfigError(self.prog, message, "see `tfdl --help`")
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None or self._intermixing:  # `tfdl` itself, or within
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def _parser() -> argparse.ArgumentParser:

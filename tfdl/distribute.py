@@ -4,7 +4,9 @@
     none          one device, TensorFlow's placement
     mirrored      tf.distribute.MirroredStrategy: a replica on every GPU, or without GPUs on
                   every logical CPU device; each global batch of train.batch_size is split
-                  between the replicas and their gradients are summed every step
+                  between the replicas and their gradients are summed every step (Keras
+                  averages the loss per replica: an epoch's last, partial batch split
+                  unevenly weighs its rows slightly unequally, unlike on one device)
     multi_worker  tf.distribute.MultiWorkerMirroredStrategy: one process per worker, the
                   cluster given as `--workers host:port,... --worker-index i` (TF_CONFIG);
                   worker 0 is the chief, the only one that records the run

@@ -35,8 +35,9 @@ MODELS = {
 }
 # Epochs per measurement: the first traces and compiles, the median of the rest is quoted.
 # Epochs of tens of milliseconds need more of them to outlast the machine's noise, and to
-# hold several of the 0.25 s beats on which metrics are written and backups taken.
-EPOCHS = {"deep_mlp": 30, "cnn2d": 16}
+# hold several beats on which metrics are written and backups taken; epochs of a second
+# more than three, as the tracking overhead compares means of a few epochs.
+EPOCHS = {"deep_mlp": 30, "cnn2d": 16, "gru": 8, "transformer_encoder": 8, "char_lm": 6}
 
 
 def setup(pipeline, epochs, overrides=()) -> Prepared:

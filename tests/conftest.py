@@ -81,8 +81,9 @@ def write_pipeline(tmp_path):
 def search_job(tmp_path, write_pipeline):
     """Write a grid search over two widths of the tiny pipeline; returns its path."""
 
-    def write(batch_size=64, epochs=2, **settings):
+    def write(batch_size=64, epochs=2, steps_per_execution="auto", **settings):
         train = {**TINY["train"], "batch_size": batch_size}
+        train["steps_per_execution"] = steps_per_execution
         pipeline = write_pipeline({**TINY, "train": train, "tracking": {"experiment": "search"}})
         path = tmp_path / "search.yaml"
         content = {

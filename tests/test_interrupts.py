@@ -181,7 +181,8 @@ def test_an_interrupted_search_is_killed_and_the_same_command_finishes_it(
     uri = f"sqlite:///{db}"
     open_sqlite(uri)  # polling it must not race the command to create it
     client = MlflowClient(uri)
-    path = search_job(batch_size=4, epochs=3)  # an epoch of a few hundred steps
+    # An epoch of a few hundred steps, one per call: the signal lands mid-trial.
+    path = search_job(batch_size=4, epochs=3, steps_per_execution=1)
     proc = start_tfdl("tune", path, uri=uri)
 
     def second_trial_under_way():

@@ -107,6 +107,7 @@ def train(
             run_dir=store.run_dir(run_id),
         )
         test_metrics = evaluate(model, p, "test")
+        tracking.outage.answering(run_id)  # a server gone while it trained: wait, as epochs do
         frame = tracking.history_frame(run_id, list(history.history))  # all epochs, resumed too
         pictures = store.run_dir(run_id) / "pictures"
         run_pictures(model, p.cfg, p.splits, frame, pictures, seed=p.cfg.train.seed)

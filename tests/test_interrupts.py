@@ -315,6 +315,58 @@ def test_the_guard_leaves_an_ignored_signal_ignored():
     assert held == signal.SIG_IGN  # and nothing was raised
 
 
+# A command whose work is given as Python source, exiting as the tfdl command does, run
+# with `python -m` as the tests run tfdl.
+INTERRUPTED_COMMAND = """
+import sys, weakref
+from tfdl import cli
+
+def work():
+{}
+cli.main = lambda: cli.guarded("evaluate", work)
+sys.exit(cli.run())
+"""
+
+
+def run_module(tmp_path, body: str) -> subprocess.CompletedProcess:
+    (tmp_path / "probe_command.py").write_text(INTERRUPTED_COMMAND.format(body))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT)])}
+    return subprocess.run(
+        [sys.executable, "-m", "probe_command"], env=env, capture_output=True, text=True
+    )
+
+
+def test_an_interrupt_inside_a_string_exec_still_exits_130(tmp_path):
+    """Dataclasses and namedtuples build methods with a string exec while modules import:
+    a Ctrl-C landing there, caught by the command, must not end the process by SIGINT."""
+    out = run_module(tmp_path, '    exec("raise KeyboardInterrupt", {})')
+    assert out.returncode == 130, out.stderr
+    assert out.stderr.strip() == "interrupted before a run started: nothing was recorded"
+
+
+@pytest.mark.parametrize("rest_s", [2.0, 0.0], ids=["stops-the-work", "work-ends-first"])
+def test_an_interrupt_lost_in_a_weakref_callback_still_stops_the_command(tmp_path, rest_s):
+    """Python cannot raise from a weakref callback (importlib's module locks): it prints
+    "Exception ignored" and goes on. The command stops instead, as for any Ctrl-C; work
+    that ends first still answers as interrupted."""
+    body = f"""    import time
+    class Lock: pass
+    lock = Lock()
+    def released(_):
+        raise KeyboardInterrupt
+    ref = weakref.ref(lock, released)
+    del lock
+    start = time.monotonic()
+    while time.monotonic() - start < {rest_s}:
+        time.sleep(0.01)
+    print("the work ran on")
+    return 0"""
+    out = run_module(tmp_path, body)
+    assert out.returncode == 130, out.stderr
+    assert out.stderr.strip() == "interrupted before a run started: nothing was recorded"
+    assert ("ran on" in out.stdout) == (rest_s == 0.0)
+
+
 # ------------------------------------------------------------------- commands without runs
 
 

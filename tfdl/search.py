@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 from keras_tuner.src import config as kt_config
+from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.distribute import utils as dist_utils
 
 from tfdl import tracking
@@ -35,6 +36,7 @@ from tfdl.search_workers import (
     planned,
     project_dir,
     search_run,
+    write_whole,
 )
 from tfdl.search_workers import role as _role
 from tfdl.signals import signals_deferred
@@ -46,6 +48,17 @@ TUNERS = {
     "hyperband": kt.Hyperband,
     "bayesian": kt.BayesianOptimization,
 }
+
+
+def _save_json(path, obj) -> str:
+    """Keras Tuner's state files (oracle, trials, tuner), written whole: its own writes in
+    place, cut short by a kill, leave a file the next run of the search cannot read."""
+    text = json.dumps(obj)
+    write_whole(Path(path), text)
+    return text
+
+
+kt_utils.save_json = _save_json  # every state file goes through it
 
 
 def declare(hp: kt.HyperParameters, path: str, param):
@@ -408,7 +421,7 @@ def _search(job, base, name, role, parent_id, prepared, trials=None) -> SearchRe
     strategy = setup_devices(job)
     if role == "chief":
         project_dir(name).mkdir(parents=True, exist_ok=True)
-        _parent_file(name).write_text(parent_id)
+        write_whole(_parent_file(name), parent_id)
     # A child reloads the search at every hand-over: Keras Tuner's "Reloading Tuner" line
     # would break into the progress lines every K trials.
     quiet = contextlib.redirect_stdout(io.StringIO()) if trials else contextlib.nullcontext()

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from tfdl import store
 from tfdl.errors import ConfigError
-from tfdl.signals import signals_deferred
+from tfdl.signals import forget_caught_interrupt, signals_deferred
 
 HANDOVER = 75  # a child ran its K trials and the search has more: start the next one
 STOP_WAIT_S = 60  # for a child to end its trial KILLED after SIGTERM, before SIGKILL
@@ -86,6 +86,18 @@ class _ChildTraceback(Exception):
 
     def __str__(self):
         return "\n" + self.args[0]
+
+
+def write_whole(path: Path, data: bytes | str) -> None:
+    """Write `path` whole or not at all: into a file beside it, renamed over it. A file
+    written in place and cut short (kill -9, a full disk) would stop the next reader."""
+    side = path.with_name(path.name + ".part")
+    try:
+        side.write_bytes(data.encode() if isinstance(data, str) else data)
+        side.replace(path)
+    except OSError:
+        side.unlink(missing_ok=True)  # the room it took is the disk's again
+        raise
 
 
 def project_dir(name: str) -> Path:
@@ -392,9 +404,7 @@ def main(order_file: str, report_file: str) -> int:
     report = _run(order)
     lifecycle = sys.modules.get("tfdl.tracking.lifecycle")
     report["ended"] = lifecycle.endings() if lifecycle else []
-    path = Path(report_file)
-    path.with_suffix(".tmp").write_bytes(pickle.dumps(report))
-    path.with_suffix(".tmp").replace(path)  # read whole or not at all
+    write_whole(Path(report_file), pickle.dumps(report))
     return {"done": 0, "handover": HANDOVER, "interrupted": 130}.get(report["outcome"], 1)
 
 
@@ -441,5 +451,6 @@ if __name__ == "__main__":
     from tfdl.search_workers import main as child_main
 
     code = child_main(sys.argv[1], sys.argv[2])
+    forget_caught_interrupt()
     gc.freeze()  # exit as the tfdl command does (tfdl.cli.run): a second faster per child
     sys.exit(code)

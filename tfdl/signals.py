@@ -4,8 +4,10 @@ Used around a run's opening and ending, an epoch's backup and Keras Tuner's stat
 Imports nothing heavy: the tracking layer and the CLI use it before TensorFlow loads.
 """
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
 
 DEFERRED = {signal.SIGINT, signal.SIGTERM}
@@ -37,3 +39,45 @@ def signals_deferred():
             signal.signal(s, handler)
     if received:
         previous[received[0]](received[0], None)
+
+
+@contextlib.contextmanager
+def lost_interrupts_raised():
+    """A Ctrl-C or SIGTERM that lands in a weakref callback (importlib's module locks,
+    while TensorFlow imports) cannot be raised there: Python prints it as "Exception
+    ignored" and the command would run on. Within the block it is raised again in the
+    main thread, as the signal the CLI turns into KeyboardInterrupt, or at the block's
+    end if the block ends first."""
+    previous, lock, pending = sys.unraisablehook, threading.Lock(), [False]
+
+    def take() -> bool:
+        with lock:
+            due, pending[0] = pending[0], False
+        return due
+
+    def deliver():
+        if take():
+            _thread.interrupt_main(signal.SIGTERM)
+
+    def hook(unraisable):
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            previous(unraisable)
+        elif threading.current_thread() is threading.main_thread():
+            pending[0] = True  # raised in here it would be lost again: from a thread
+            threading.Timer(0.01, deliver).start()
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+    if take():
+        raise KeyboardInterrupt
+
+
+def forget_caught_interrupt() -> None:
+    """Under `python -m`, CPython ends the process by SIGINT instead of its exit code when
+    a KeyboardInterrupt once left a string exec (dataclasses and namedtuples build their
+    methods so while modules import), even one caught later. The next string exec
+    resets that flag: called once the command has answered."""
+    exec("pass", {})

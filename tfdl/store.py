@@ -11,6 +11,7 @@ database under that lock and puts it in WAL mode.
 
 import contextlib
 import importlib.util
+import math
 import os
 import socket
 import sqlite3
@@ -44,6 +45,27 @@ def beat(cost_s: float, every_s: float | None = None) -> float:
     default LOG_EVERY_S), or as much less often as keeps them to WRITE_SHARE of the time."""
     every_s = LOG_EVERY_S if every_s is None else every_s
     return max(every_s, min(LOG_MAX_S, cost_s / WRITE_SHARE))
+
+
+class Beat:
+    """When a periodic write (epoch metrics, a backup) is due: the first at once, then
+    `beat` of the cheapest one seen after the last. `every_s`: seconds, or a function
+    giving them (e.g. another Beat's); 0 means every time, whatever a write costs."""
+
+    def __init__(self, every_s=LOG_EVERY_S):
+        self._every = every_s if callable(every_s) else (lambda: every_s)
+        self.last, self.cost = -math.inf, math.inf  # the first write comes at once
+
+    @property
+    def every_s(self) -> float:
+        every = self._every()
+        return every and beat(self.cost, every)
+
+    def due(self, now: float) -> bool:
+        return now - self.last >= self.every_s
+
+    def took(self, seconds: float) -> None:
+        self.cost = min(self.cost, seconds)  # the cheapest: what a write costs undisturbed
 
 
 def tracking_uri() -> str:

@@ -154,6 +154,7 @@ def train(
             state = trained_state(model) if distribute.role() else None  # read in step
         if state is not None:
             model = local_copy(state, p)
+        tracking.outage.answering(run_id)  # a server gone while it trained: wait, as epochs do
         frame = tracking.history_frame(run_id, list(history.history))  # all epochs, resumed too
         pictures = store.run_dir(run_id) / "pictures"
         run_pictures(model, p.cfg, p.splits, frame, pictures, seed=p.cfg.train.seed)

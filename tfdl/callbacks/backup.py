@@ -47,22 +47,19 @@ class Backup(keras.callbacks.BackupAndRestore):
         # A backup at most this often (the stack's: the metrics logger's beat), or less
         # often when a backup costs more than store.WRITE_SHARE of it; a resume repeats
         # the epochs since, which are logged already.
-        self.every_s = every_s if callable(every_s) else (lambda: every_s)
-        self._last, self._cost = -math.inf, math.inf  # seconds a backup takes, once seen
+        self.beat = store.Beat(every_s)
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
-        every_s = self.every_s()  # 0: every epoch, Keras's own way
-        if every_s and now - self._last < store.beat(self._cost, every_s):
+        if not self.beat.due(now):
             return
-        self._last, self._waited = now, 0.0  # before the logger's wait: one beat with its write
+        self.beat.last, self._waited = now, 0.0  # before the logger's wait: one beat with it
         with signals_deferred():
             super().on_epoch_end(epoch, logs)
-        # The cheapest backup so far: the first (files made, h5py warmed) costs double.
-        self._cost = min(self._cost, time.monotonic() - now - self._waited)  # wait: the logger's
+        self.beat.took(time.monotonic() - now - self._waited)  # the wait is the logger's cost
 
     def on_train_begin(self, logs=None):
-        self._last = -math.inf  # the first epoch is backed up
+        self.beat.last = -math.inf  # the first epoch is backed up
         if self.restore_from is not None:
             self._copy_chiefs()
         pairs = [

@@ -40,14 +40,34 @@ def unsent_file(run_id: str) -> Path:
 
 
 def is_outage(err: BaseException) -> bool:
-    """Whether `err` came from a tracking server that does not answer."""
+    """Whether `err` came from a tracking server that does not answer: a request left
+    unanswered, or a server that does not answer now."""
     uri = tracking_uri()
     if sqlite_path(uri) is not None or isinstance(err, ConfigError):
         return False
+    if _unanswered(err):  # asked now, a server back already would say no outage
+        return True
     try:
         check_reachable()
     except ConfigError:
         return True
+    return False
+
+
+def _unanswered(err: BaseException | None) -> bool:
+    """A connection refused or reset, a timeout, or retries used up: MLflow raises its
+    own exception while handling the one from requests."""
+    import requests
+
+    unanswered = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.RetryError,
+    )
+    while err is not None:
+        if isinstance(err, (_Away, *unanswered)):
+            return True
+        err = err.__cause__ or err.__context__
     return False
 
 
@@ -64,13 +84,14 @@ def _warn(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def patient(run_id: str, record: dict, write, *args, **kwargs):
+def patient(run_id: str, record: dict | None, write, *args, **kwargs):
     """`write(*args, **kwargs)`, retried while the tracking server does not answer, for
-    up to the patience since it stopped; then `record` (what the write carries) is kept
-    in the unsent file and TrackingOutage raised."""
+    up to the patience since it stopped; then `record` (what the write carries, if
+    anything) is kept in the unsent file and TrackingOutage raised."""
     while True:
         if _state["gave_up"]:  # the run is failing: keep the rest without waiting
-            keep(run_id, record)
+            if record is not None:
+                keep(run_id, record)
             raise TrackingOutage(gave_up_message(run_id))
         try:
             result = write(*args, **kwargs)
@@ -90,7 +111,8 @@ def patient(run_id: str, record: dict, write, *args, **kwargs):
                 )
             if waited > _state["patience"]:
                 _state["gave_up"] = True
-                keep(run_id, record)
+                if record is not None:
+                    keep(run_id, record)
                 raise TrackingOutage(gave_up_message(run_id)) from None
             time.sleep(RETRY_S)
             continue
@@ -99,6 +121,23 @@ def patient(run_id: str, record: dict, write, *args, **kwargs):
         if back:
             _warn(f"the tracking server at {tracking_uri()} answers again: nothing was lost")
         return result
+
+
+class _Away(Exception):
+    """The tracking server does not answer its health check."""
+
+
+def _health() -> None:
+    try:
+        check_reachable()
+    except ConfigError as err:
+        raise _Away(err.line()) from None
+
+
+def answering(run_id: str) -> None:
+    """Before a run reads back its epochs and writes its results: wait, as its
+    epochs do, for a tracking server that stopped answering while it trained."""
+    patient(run_id, None, _health)
 
 
 def gave_up_message(run_id: str) -> str:

@@ -7,7 +7,6 @@ import concurrent.futures
 import hashlib
 import io
 import json
-import math
 import os
 import secrets
 import subprocess
@@ -50,23 +49,21 @@ class EpochLogger:
     epoch that finished."""
 
     def __init__(self, run_id: str, clock=time.monotonic):
-        self.run_id, self.clock = run_id, clock
-        self._cost = math.inf  # seconds the cheapest write took (the first goes at once)
+        self.run_id, self.clock, self.beat = run_id, clock, store.Beat()
         self._client = client()
         self._held: list[list[Metric]] = []  # epochs not yet handed to the writer
         self._pending: list[concurrent.futures.Future] = []  # writes under way
-        self._last = -math.inf  # when the writer was last handed epochs
         before_end(run_id, self.wait)
 
     @property
     def every_s(self) -> float:
-        return store.beat(self._cost)
+        return self.beat.every_s
 
     def __call__(self, logs: dict, epoch: int) -> None:
         now = int(time.time() * 1000)
         numbers = [(k, float(v)) for k, v in logs.items() if _is_number(v)]
         self._held.append([Metric(k, v, now, epoch + 1) for k, v in numbers])
-        if self.clock() - self._last >= self.every_s:
+        if self.beat.due(self.clock()):
             self._write()
 
     def wait(self) -> None:
@@ -82,7 +79,7 @@ class EpochLogger:
     def _write(self) -> None:
         if not self._held:
             return
-        epochs, self._held, self._last = self._held, [], self.clock()
+        epochs, self._held, self.beat.last = self._held, [], self.clock()
         alive = [RunTag(liveness.HEARTBEAT, liveness.beat())]  # in the same write: free
         for metrics in _batches(epochs, MAX_BATCH - len(alive)):
             # What the write carries, kept on disk if the tracking server stays away.
@@ -98,7 +95,7 @@ class EpochLogger:
     def _timed(self, write, *args, **kwargs):
         start = self.clock()
         write(*args, **kwargs)
-        self._cost = min(self._cost, self.clock() - start)  # what a write costs undisturbed
+        self.beat.took(self.clock() - start)
 
 
 def _batches(epochs: list[list[Metric]], size: int):

@@ -17,12 +17,14 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from tfdl import distribute
-from tfdl.config import load_tuning, validate
+from tfdl.config import load_pipeline, load_tuning, validate
 from tfdl.errors import ConfigError
+from tfdl.models.schema import ARCHITECTURES
 from tfdl.prepared import prepare
 from tfdl.store import open_sqlite
 
 from .conftest import PROJECT, TINY, free_port, run_tfdl, start_tfdl
+from .test_pipelines import offline
 from .test_search_workers import alive
 
 # ------------------------------------------------------------------ the cluster's settings
@@ -111,6 +113,45 @@ def test_every_worker_of_a_cluster_backs_up_at_the_same_epochs(monkeypatch):
         with pytest.raises(Stop):
             training.fit(None, prepare(cfg), run_dir=Path("unused"))
     assert "backup_every_s" not in seen[0] and seen[1]["backup_every_s"] == 0.0
+
+
+# ------------------------------------------------------------------ mixed precision on a CPU
+
+# One shipped pipeline per architecture (as tests/test_gpu.py trains them on a GPU).
+BY_ARCH = {
+    arch: next(
+        p
+        for p in sorted((PROJECT / "pipelines").glob("*.yaml"))
+        if f"arch: {arch}\n" in p.read_text()
+    )
+    for arch in sorted(ARCHITECTURES)
+}
+
+
+@pytest.mark.parametrize("arch", sorted(BY_ARCH))
+def test_every_architecture_takes_a_mixed_precision_step_on_a_cpu(arch, tmp_path):
+    """Layers compute in float16, weights stay float32, and so do the outputs: every loss
+    tfdl offers then meets float32, so none has to be refused under mixed precision."""
+    import keras
+
+    from tfdl.training import build
+
+    path = BY_ARCH[arch]
+    p = prepare(load_pipeline(path, [*offline(path, tmp_path), "train.mixed_precision=true"]))
+    model = build(p)
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
+    assert "float16" in {layer.compute_dtype for layer in model.layers}
+    assert all(w.dtype == "float32" for w in model.trainable_weights)
+    assert all(out.dtype == "float32" for out in model.outputs)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    x, y = next(iter(p.dataset("train")))
+    before = [w.numpy() for w in model.trainable_weights]
+    loss = model.train_on_batch(x, y, return_dict=True)["loss"]
+    assert np.isfinite(loss)
+    after = [w.numpy() for w in model.trainable_weights]
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(before, after, strict=True)
+    )  # the scaled gradients reached the float32 weights
 
 
 # -------------------------------------------------------------------------- search trials
@@ -358,6 +399,48 @@ def test_a_worker_killed_fails_the_chiefs_run_at_once_naming_the_worker(tmp_path
     assert run.info.status in ("FAILED", "KILLED")
     epochs = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert epochs == list(range(1, len(epochs) + 1)) and 2 <= len(epochs) < 30
+
+
+@pytest.mark.slow
+def test_a_run_whose_worker_was_killed_resumes_on_both_workers_from_the_chiefs_backup(
+    tmp_path, write_pipeline
+):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    open_sqlite(uri)
+    train = {**TINY["train"], "epochs": 12, "batch_size": 8, "steps_per_execution": 1}
+    procs, _ = start_workers(write_pipeline({**TINY, "train": train}), uri)
+    try:
+        client = MlflowClient(uri)
+        run_id = wait_for_epochs(client, 3, procs).info.run_id
+        procs[1].send_signal(signal.SIGKILL)
+        procs[0].communicate(timeout=120)
+    finally:
+        stop(procs)
+    assert client.get_run(run_id).info.status in ("FAILED", "KILLED")
+    logged = [m.step for m in client.get_metric_history(run_id, "loss")]
+    stamp = json.loads(
+        (tmp_path / "backups" / run_id / "backup" / "training_metadata.json").read_text()
+    )
+    assert 1 <= stamp["epoch"] <= len(logged) < 12  # every worker backed up each epoch
+
+    # The same cluster again (new ports): the chief reopens the run from its backup, the
+    # other worker copies it, and both go on from the same epoch with the same weights.
+    workers = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+    again = [
+        start_tfdl("train", "--resume", run_id, "--workers", workers, "--worker-index", i, uri=uri)
+        for i in range(2)
+    ]
+    try:
+        (out0, err0), (out1, err1) = (proc.communicate(timeout=300) for proc in again)
+    finally:
+        stop(again)
+    assert again[0].returncode == 0, err0
+    assert again[1].returncode == 0, err1
+    assert f"run {run_id} finished" in out0 and out1.splitlines()[-1].startswith("worker 1 ")
+    assert client.get_run(run_id).info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run_id, "loss")]
+    assert steps == list(range(1, 13))  # each epoch once: nothing lost, nothing twice
+    assert not (tmp_path / "backups" / run_id).exists()  # finished: nothing to resume
 
 
 # ------------------------------------------------------------------ make train-distributed

@@ -19,11 +19,11 @@ from mlflow.tracking import MlflowClient
 from tfdl import distribute
 from tfdl.config import load_pipeline, load_tuning, validate
 from tfdl.errors import ConfigError
-from tfdl.models.schema import ARCHITECTURES
 from tfdl.prepared import prepare
 from tfdl.store import open_sqlite
 
 from .conftest import PROJECT, TINY, free_port, run_tfdl, start_tfdl
+from .test_gpu import BY_ARCH  # one shipped pipeline per architecture
 from .test_pipelines import offline
 from .test_search_workers import alive
 
@@ -117,16 +117,6 @@ def test_every_worker_of_a_cluster_backs_up_at_the_same_epochs(monkeypatch):
 
 # ------------------------------------------------------------------ mixed precision on a CPU
 
-# One shipped pipeline per architecture (as tests/test_gpu.py trains them on a GPU).
-BY_ARCH = {
-    arch: next(
-        p
-        for p in sorted((PROJECT / "pipelines").glob("*.yaml"))
-        if f"arch: {arch}\n" in p.read_text()
-    )
-    for arch in sorted(ARCHITECTURES)
-}
-
 
 @pytest.mark.parametrize("arch", sorted(BY_ARCH))
 def test_every_architecture_takes_a_mixed_precision_step_on_a_cpu(arch, tmp_path):
@@ -146,6 +136,7 @@ def test_every_architecture_takes_a_mixed_precision_step_on_a_cpu(arch, tmp_path
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     x, y = next(iter(p.dataset("train")))
     before = [w.numpy() for w in model.trainable_weights]
+    model.jit_compile = False  # XLA's compile would take most of the test's time
     loss = model.train_on_batch(x, y, return_dict=True)["loss"]
     assert np.isfinite(loss)
     after = [w.numpy() for w in model.trainable_weights]

@@ -92,7 +92,7 @@ tune-distributed: $(BIN)/tfdl ## A chief and WORKERS workers on 127.0.0.1 (one G
 	$(BIN)/tfdl tune $(TUNING) $(ARGS) --workers $(WORKERS)
 
 test: $(BIN)/tfdl ## Run the whole test suite (slow end-to-end tests included) in JOBS processes
-	$(BIN)/pytest -q -n $(JOBS)
+	$(BIN)/pytest -q -n $(JOBS) --dist worksteal
 
 test-fast: $(BIN)/tfdl ## Run the tests not marked slow
 	$(BIN)/pytest -q -n $(JOBS) -m "not slow"

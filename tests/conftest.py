@@ -32,7 +32,11 @@ def has_gpu() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked gpu are skipped, with the reason, where there is no GPU."""
+    """Slow tests first, each module's in its own order: the test processes steal queued
+    tests from each other (make test: --dist worksteal), so the long end-to-end tests
+    overlap the many short ones instead of trailing them. Tests marked gpu are skipped,
+    with the reason, where there is no GPU."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
     marked = [item for item in items if item.get_closest_marker("gpu")]
     if marked and not has_gpu():
         skip = pytest.mark.skip(reason="no GPU: TensorFlow sees none here (make test-gpu on one)")
@@ -95,6 +99,36 @@ def search_job(tmp_path, write_pipeline):
             "objective": {"metric": "val_accuracy", "direction": "max"},
             **settings,
         }
+        path.write_text(yaml.safe_dump(content))
+        return path
+
+    return write
+
+
+# Two widths and two activations: six trials to draw from.
+SEARCH_SPACE = {
+    "model.units": {"type": "choice", "values": [[8], [16], [32]]},
+    "model.activation": {"type": "choice", "values": ["relu", "tanh"]},
+}
+
+
+@pytest.fixture
+def search_in_processes(tmp_path, write_pipeline):
+    """Write a random search of 5 trials of 1 epoch, 2 trials per process; returns its path."""
+
+    def write(batch_size=64, **settings):
+        train = {**TINY["train"], "batch_size": batch_size}
+        pipeline = write_pipeline({**TINY, "train": train, "tracking": {"experiment": "search"}})
+        content = {
+            "pipeline": str(pipeline),
+            "epochs": 1,
+            "max_trials": 5,
+            "worker_trials": 2,
+            "space": SEARCH_SPACE,
+            "objective": {"metric": "val_accuracy", "direction": "max"},
+            **settings,
+        }
+        path = tmp_path / "search.yaml"
         path.write_text(yaml.safe_dump(content))
         return path
 

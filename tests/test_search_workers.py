@@ -14,39 +14,12 @@ from tfdl.config import load_tuning
 from tfdl.search_workers import in_processes
 from tfdl.store import open_sqlite
 
-from .conftest import TINY, free_port, start_tfdl
+from .conftest import free_port, start_tfdl
 
-SPACE = {
-    "model.units": {"type": "choice", "values": [[8], [16], [32]]},
-    "model.activation": {"type": "choice", "values": ["relu", "tanh"]},
-}
 INTERRUPTED = (
     "interrupted: the search and its current trial are marked KILLED; "
     "run the same command again to finish the search"
 )
-
-
-@pytest.fixture
-def job(tmp_path, write_pipeline):
-    """Write a random search of 5 trials of 1 epoch, 2 trials per process; returns its path."""
-
-    def write(batch_size=64, **settings):
-        train = {**TINY["train"], "batch_size": batch_size}
-        pipeline = write_pipeline({**TINY, "train": train, "tracking": {"experiment": "search"}})
-        content = {
-            "pipeline": str(pipeline),
-            "epochs": 1,
-            "max_trials": 5,
-            "worker_trials": 2,
-            "space": SPACE,
-            "objective": {"metric": "val_accuracy", "direction": "max"},
-            **settings,
-        }
-        path = tmp_path / "search.yaml"
-        path.write_text(yaml.safe_dump(content))
-        return path
-
-    return write
 
 
 def start(*args, uri):
@@ -102,9 +75,9 @@ def second_trial_under_way(client):
 ONE_PER_PROCESS = dict(batch_size=4, epochs=30, max_trials=3, worker_trials=1)
 
 
-def test_which_searches_run_their_trials_in_processes(job):
+def test_which_searches_run_their_trials_in_processes(search_in_processes):
     def of(role="alone", **settings):
-        return in_processes(load_tuning(job(**settings))[0], role)
+        return in_processes(load_tuning(search_in_processes(**settings))[0], role)
 
     assert of()  # 5 trials, 2 per process
     assert not of(worker_trials=5)  # all of them fit in one process: no child
@@ -115,9 +88,9 @@ def test_which_searches_run_their_trials_in_processes(job):
 
 
 @pytest.mark.slow
-def test_a_search_runs_in_successive_processes_as_one_run(tmp_path, job):
+def test_a_search_runs_in_successive_processes_as_one_run(tmp_path, search_in_processes):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = start("tune", job(), uri=uri)
+    proc = start("tune", search_in_processes(), uri=uri)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert finished_lines(out) == [f"trial {n} of 5" for n in range(1, 6)]  # once each
@@ -149,12 +122,12 @@ def test_a_search_runs_in_successive_processes_as_one_run(tmp_path, job):
     ids=["ctrl-c", "sigterm"],
 )
 def test_a_search_stopped_in_its_second_process_is_killed_and_finished_by_the_same_command(
-    stop, tmp_path, job
+    stop, tmp_path, search_in_processes
 ):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     open_sqlite(uri)  # polling it must not race the command to create it
     client = MlflowClient(uri)
-    path = job(**ONE_PER_PROCESS)
+    path = search_in_processes(**ONE_PER_PROCESS)
     proc = start("tune", path, uri=uri)
     second = poll(second_trial_under_way(client), proc)
     stop(proc)
@@ -180,11 +153,11 @@ def test_a_search_stopped_in_its_second_process_is_killed_and_finished_by_the_sa
 
 
 @pytest.mark.slow
-def test_a_child_that_dies_fails_the_search_in_one_line(tmp_path, job):
+def test_a_child_that_dies_fails_the_search_in_one_line(tmp_path, search_in_processes):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     open_sqlite(uri)
     client = MlflowClient(uri)
-    proc = start("tune", job(**ONE_PER_PROCESS), uri=uri)
+    proc = start("tune", search_in_processes(**ONE_PER_PROCESS), uri=uri)
     second = poll(second_trial_under_way(client), proc)
     child = int(second.data.tags["tfdl.pid"])
     os.kill(child, signal.SIGKILL)  # as the kernel's out-of-memory killer would
@@ -199,9 +172,9 @@ def test_a_child_that_dies_fails_the_search_in_one_line(tmp_path, job):
 
 
 @pytest.mark.slow
-def test_a_worker_is_replaced_like_a_search_alone(tmp_path, job):
+def test_a_worker_is_replaced_like_a_search_alone(tmp_path, search_in_processes):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    path, port = job(tuner="grid", max_trials=4), str(free_port())
+    path, port = search_in_processes(tuner="grid", max_trials=4), str(free_port())
     chief = start_tfdl("tune", path, "--chief", "--oracle-port", port, uri=uri)
     time.sleep(2)
     worker = start_tfdl("tune", path, "--worker", 0, "--oracle-port", port, uri=uri)
@@ -224,8 +197,8 @@ def test_a_worker_is_replaced_like_a_search_alone(tmp_path, job):
     assert len(set(pids)) == 2 and pids[0] == pids[1] != pids[2] == pids[3]
 
 
-def test_changing_worker_trials_resumes_the_search(store, job):
-    path = job(max_trials=1, worker_trials=None)
+def test_changing_worker_trials_resumes_the_search(store, search_in_processes):
+    path = search_in_processes(max_trials=1, worker_trials=None)
     assert main(["tune", str(path)]) == 0
     assert main(["tune", str(path), "worker_trials=3"]) == 0  # not "the search changed"
     (parent,), trials = runs(MlflowClient())
@@ -234,7 +207,7 @@ def test_changing_worker_trials_resumes_the_search(store, job):
 
 @pytest.mark.parametrize("value", ["0", "-2", "2.5", "true", "many", "[2]"])
 def test_worker_trials_not_a_positive_integer_is_one_line(
-    value, job, tmp_path, monkeypatch, capsys
+    value, search_in_processes, tmp_path, monkeypatch, capsys
 ):
     folder = tmp_path / "store"
     folder.mkdir()
@@ -243,19 +216,21 @@ def test_worker_trials_not_a_positive_integer_is_one_line(
         ({"worker_trials": yaml.safe_load(value)}, []),
         ({}, [f"worker_trials={value}"]),
     ]:
-        assert main(["tune", str(job(**settings)), *args]) == 2
+        assert main(["tune", str(search_in_processes(**settings)), *args]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("error: worker_trials: "), line
         assert list(folder.iterdir()) == []  # no store, no run
 
 
 def test_a_search_in_processes_checks_its_input_before_anything_is_written(
-    job, tmp_path, monkeypatch, capsys
+    search_in_processes, tmp_path, monkeypatch, capsys
 ):
     folder = tmp_path / "store"
     folder.mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-    path = job(objective={"metric": "val_f1", "direction": "max"})  # 5 trials, 2 per process
+    path = search_in_processes(
+        objective={"metric": "val_f1", "direction": "max"}
+    )  # 5 trials, 2 per process
     assert main(["tune", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: objective.metric: 'val_f1' is not logged; allowed: "), line

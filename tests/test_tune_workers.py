@@ -10,7 +10,6 @@ import subprocess
 
 import psutil
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 import tfdl
@@ -20,8 +19,8 @@ from tfdl.search_workers import cluster, visible_gpus
 from tfdl.store import open_sqlite
 from tfdl.tracking.lifecycle import Ending
 
-from .conftest import PROJECT, TINY
-from .test_search_workers import SPACE, alive, poll, runs, start
+from .conftest import PROJECT
+from .test_search_workers import alive, poll, runs, start
 
 INTERRUPTED = (
     "interrupted: the search and its 2 current trials are marked KILLED; "
@@ -29,33 +28,12 @@ INTERRUPTED = (
 )
 
 
-@pytest.fixture
-def search(tmp_path, write_pipeline):
-    """Write a random search of 5 one-epoch trials, 2 per worker process; returns its path."""
-
-    def write(batch_size=64, **settings):
-        train = {**TINY["train"], "batch_size": batch_size}
-        pipeline = write_pipeline({**TINY, "train": train, "tracking": {"experiment": "search"}})
-        content = {
-            "pipeline": str(pipeline),
-            "epochs": 1,
-            "max_trials": 5,
-            "worker_trials": 2,
-            "space": SPACE,
-            "objective": {"metric": "val_accuracy", "direction": "max"},
-            **settings,
-        }
-        path = tmp_path / "search.yaml"
-        path.write_text(yaml.safe_dump(content))
-        return path
-
-    return write
-
-
 @pytest.mark.slow
-def test_two_workers_run_the_search_as_one_run_each_replaced_after_its_trials(tmp_path, search):
+def test_two_workers_run_the_search_as_one_run_each_replaced_after_its_trials(
+    tmp_path, search_in_processes
+):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = start("tune", search(), "--workers", 2, uri=uri)
+    proc = start("tune", search_in_processes(), "--workers", 2, uri=uri)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert err == ""  # nothing from the processes but their finished trials' lines
@@ -91,12 +69,14 @@ def test_two_workers_run_the_search_as_one_run_each_replaced_after_its_trials(tm
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_chief_and_every_worker_and_leaves_nothing_running(tmp_path, search):
+def test_ctrl_c_stops_the_chief_and_every_worker_and_leaves_nothing_running(
+    tmp_path, search_in_processes
+):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     open_sqlite(uri)  # polling it must not race the command to create it
     client = MlflowClient(uri)
     # Trials of about 10 s: both workers are in the middle of one when Ctrl-C comes.
-    proc = start("tune", search(batch_size=4, epochs=30), "--workers", 2, uri=uri)
+    proc = start("tune", search_in_processes(batch_size=4, epochs=30), "--workers", 2, uri=uri)
 
     def both_training():
         running = [t for t in runs(client)[1] if t.info.status == "RUNNING"]
@@ -132,21 +112,21 @@ def test_ctrl_c_stops_the_chief_and_every_worker_and_leaves_nothing_running(tmp_
     ids=["zero", "negative", "too-many", "word", "fraction", "with-chief", "with-worker"],
 )
 def test_bad_workers_is_one_line_and_writes_nothing(
-    args, problem, search, tmp_path, monkeypatch, capsys
+    args, problem, search_in_processes, tmp_path, monkeypatch, capsys
 ):
     folder = tmp_path / "store"
     folder.mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-    assert main(["tune", str(search()), *args]) == 2
+    assert main(["tune", str(search_in_processes()), *args]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and problem in line, line
     assert list(folder.iterdir()) == []  # no store, no run
 
 
 @pytest.mark.parametrize("workers", [0, -1, True, 2.0, "2"])
-def test_workers_from_python_must_be_a_whole_number(workers, search, store):
+def test_workers_from_python_must_be_a_whole_number(workers, search_in_processes, store):
     with pytest.raises(ConfigError, match="workers: .* is not a number of workers"):
-        tfdl.tune(search(), workers=workers)
+        tfdl.tune(search_in_processes(), workers=workers)
     assert list(store.iterdir()) == []
 
 

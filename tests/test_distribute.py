@@ -296,15 +296,28 @@ def test_mirrored_on_two_cpu_devices_trains_as_one_device_does(tmp_path, store):
 # ------------------------------------------------------------------ two workers on loopback
 
 
-def start_workers(pipeline, uri: str, n: int = 2):
-    """Every worker of a cluster of `n` on 127.0.0.1, each a real `tfdl train` process; the
-    chief (worker 0) first. Returns the processes and the cluster's `--workers`."""
+def start_workers(pipeline, uri: str, n: int = 2, resume: str | None = None):
+    """Every worker of a cluster of `n` on 127.0.0.1 (new ports), each a real `tfdl train`
+    process of `pipeline`, or resuming run `resume`; the chief (worker 0) first. Returns
+    the processes and the cluster's `--workers`."""
     workers = ",".join(f"127.0.0.1:{free_port()}" for _ in range(n))
-    cluster = (MULTI, "--workers", workers)
+    what = ("--resume", resume) if resume else (pipeline, MULTI)
     procs = [
-        start_tfdl("train", pipeline, *cluster, "--worker-index", i, uri=uri) for i in range(n)
+        start_tfdl("train", *what, "--workers", workers, "--worker-index", i, uri=uri)
+        for i in range(n)
     ]
     return procs, workers
+
+
+def finish_workers(procs, timeout: float):
+    """The (stdout, stderr) of every worker once all have ended, each with exit code 0."""
+    try:
+        outputs = [proc.communicate(timeout=timeout) for proc in procs]
+    finally:
+        stop(procs)
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    return outputs
 
 
 def stop(procs):
@@ -326,12 +339,7 @@ def the_run(client):
 def test_two_workers_train_one_run_that_the_chief_records(tmp_path, write_pipeline):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     procs, workers = start_workers(write_pipeline(TINY), uri)
-    try:
-        (out0, err0), (out1, err1) = (proc.communicate(timeout=240) for proc in procs)
-    finally:
-        stop(procs)
-    assert procs[0].returncode == 0, err0
-    assert procs[1].returncode == 0, err1
+    (out0, _), (out1, _) = finish_workers(procs, timeout=240)
     assert out1.splitlines()[-1].startswith("worker 1 finished: test_accuracy=")
     assert out1.splitlines()[-1].endswith("; worker 0 recorded the run")
     client = MlflowClient(uri)
@@ -416,17 +424,8 @@ def test_a_run_whose_worker_was_killed_resumes_on_both_workers_from_the_chiefs_b
 
     # The same cluster again (new ports): the chief reopens the run from its backup, the
     # other worker copies it, and both go on from the same epoch with the same weights.
-    workers = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
-    again = [
-        start_tfdl("train", "--resume", run_id, "--workers", workers, "--worker-index", i, uri=uri)
-        for i in range(2)
-    ]
-    try:
-        (out0, err0), (out1, err1) = (proc.communicate(timeout=300) for proc in again)
-    finally:
-        stop(again)
-    assert again[0].returncode == 0, err0
-    assert again[1].returncode == 0, err1
+    again, _ = start_workers(None, uri, resume=run_id)
+    (out0, _), (out1, _) = finish_workers(again, timeout=300)
     assert f"run {run_id} finished" in out0 and out1.splitlines()[-1].startswith("worker 1 ")
     assert client.get_run(run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run_id, "loss")]

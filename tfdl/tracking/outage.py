@@ -90,9 +90,7 @@ def patient(run_id: str, record: dict | None, write, *args, **kwargs):
     anything) is kept in the unsent file and TrackingOutage raised."""
     while True:
         if _state["gave_up"]:  # the run is failing: keep the rest without waiting
-            if record is not None:
-                keep(run_id, record)
-            raise TrackingOutage(gave_up_message(run_id))
+            _give_up(run_id, record)
         try:
             result = write(*args, **kwargs)
         except Exception as err:
@@ -111,9 +109,7 @@ def patient(run_id: str, record: dict | None, write, *args, **kwargs):
                 )
             if waited > _state["patience"]:
                 _state["gave_up"] = True
-                if record is not None:
-                    keep(run_id, record)
-                raise TrackingOutage(gave_up_message(run_id)) from None
+                _give_up(run_id, record)
             time.sleep(RETRY_S)
             continue
         with _lock:
@@ -121,6 +117,13 @@ def patient(run_id: str, record: dict | None, write, *args, **kwargs):
         if back:
             _warn(f"the tracking server at {tracking_uri()} answers again: nothing was lost")
         return result
+
+
+def _give_up(run_id: str, record: dict | None):
+    """Keep what the write carries for tfdl runs --upload, and fail the run."""
+    if record is not None:
+        keep(run_id, record)
+    raise TrackingOutage(gave_up_message(run_id)) from None
 
 
 class _Away(Exception):

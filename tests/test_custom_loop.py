@@ -26,6 +26,7 @@ def metric_steps(run_id, key):
 
 def five_epochs(loop, **model):
     cfg = pipeline(loop)
+    cfg.train.input = "tf_data"  # fit reads the lecture loop's stream (not the held split)
     cfg.train.epochs = 5
     cfg.model = cfg.model.model_copy(update=model)
     p = prepare(cfg)
@@ -37,7 +38,7 @@ def five_epochs(loop, **model):
 def test_the_lecture_loop_follows_fit(dropout):
     by_fit, custom = five_epochs("fit", dropout=dropout), five_epochs("custom", dropout=dropout)
     assert sorted(by_fit) == sorted(custom)  # the same logs: metrics, val_, rates, gaps
-    # Both read one repeated stream, epoch by epoch the same reshuffles, with the same
+    # Both read one repeated tf.data stream, epoch by epoch the same reshuffles, with the same
     # dropout masks and initial weights: the same algorithm gives the same numbers in every
     # epoch, up to float rounding.
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):

@@ -188,15 +188,20 @@ class EpochTally(keras.callbacks.Callback):
         self.tally.total.assign(np.zeros_like(self.tally.total.numpy()))
 
 
-@pytest.mark.parametrize("loop", ["fit", "custom"])
+@pytest.mark.parametrize(
+    "loop,input_", [("fit", "auto"), ("fit", "tf_data"), ("custom", "tf_data")]
+)
 @pytest.mark.parametrize("steps_per_execution", [1, 5, 7, "auto"])
-def test_every_epoch_takes_one_pass_over_the_training_split(steps_per_execution, loop):
-    # 5 and "auto" divide the epoch's 20 steps: fit reads one repeated stream. 7 does not:
-    # a stream per epoch, or the last call of an epoch would run past its end.
+def test_every_epoch_takes_one_pass_over_the_training_split(steps_per_execution, loop, input_):
+    # input auto: fit gathers the batches from the split in memory (tfdl.resident), never
+    # past an epoch's end. tf_data: 5 and "auto" divide the epoch's 20 steps, so fit reads
+    # one repeated stream; 7 does not: a stream per epoch, or the last call of an epoch
+    # would run past its end.
     from tfdl.compile import compile_model
     from tfdl.training import build, fit
 
     train_ = {**TINY["train"], "steps_per_execution": steps_per_execution, "loop": loop}
+    train_["input"] = input_
     p = prepare(pipeline(train={**train_, "epochs": 3}))
     steps = math.ceil(len(p.splits.y_train) / p.cfg.train.batch_size)
     assert steps == p.steps_per_epoch == 20

@@ -21,6 +21,7 @@ from tfdl.errors import ConfigError
 from tfdl.models import build_model, get_hook
 from tfdl.pictures import run_pictures
 from tfdl.prepared import Prepared
+from tfdl.resident import resident_split
 
 
 @dataclass
@@ -115,11 +116,16 @@ def fit(model, p: Prepared, *, callbacks=(), epochs=None, initial_epoch=0, **sta
         train = p.dataset("train", repeat=True)
         history = gradient_descent(model, train, **run, **metrics, steps_per_epoch=steps)
         return history, stack
+    resident = resident_split(p)
+    if resident is not None:  # batches gathered inside the compiled call, no tf.data read
+        run["callbacks"].insert(0, resident)  # each epoch's order drawn before anything runs
+        with resident.training(model):
+            history = model.fit(resident.stand_in(), **run, steps_per_epoch=steps, shuffle=False)
     # One repeated stream read through all epochs (one pass each, reshuffled): Keras then
     # keeps one iterator instead of making one every epoch, and the prefetch reads on across
     # an epoch's end. Keras runs whole steps_per_execution blocks, so only where they
     # divide the epoch; elsewhere a stream per epoch. shuffle=False: tf.data shuffles.
-    if steps % model.steps_per_execution == 0:
+    elif steps % model.steps_per_execution == 0:
         train = p.dataset("train", repeat=True)
         history = model.fit(train, **run, steps_per_epoch=steps, shuffle=False)
     else:

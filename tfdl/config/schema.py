@@ -131,6 +131,11 @@ class TrainConfig(StrictModel):
     # fit: Keras's model.fit. custom: the lecture's loop written out (tfdl.gradient_descent):
     # a GradientTape step per batch, same data, metrics, callbacks and records.
     loop: Literal["fit", "custom"] = "fit"
+    # How fit reads the training split. auto: a split in memory is held whole as tensors
+    # and each compiled call gathers its batches from it (tfdl.resident; measured faster);
+    # streamed sources, splits over 1 GiB and distributed runs read tf.data. tf_data:
+    # always the tf.data pipeline.
+    input: Literal["auto", "tf_data"] = "auto"
     # none: one device. mirrored: one replica per GPU (without GPUs, per logical CPU
     # device), each global batch split between them and the gradients summed every step.
     # multi_worker: one process per machine, the cluster given to `tfdl train --workers

@@ -50,6 +50,16 @@ def labels_for(y: np.ndarray, task: str) -> np.ndarray:
     return y.astype("float32").reshape(-1, 1)
 
 
+def model_arrays(splits, x, y):
+    """Rows of an in-memory split as the model takes them: features cast (a table's numbers
+    to float32, else float32 unless token ids), labels shaped for the task."""
+    if isinstance(x, dict) and splits.spec.table:  # a table: its numbers, its categories, text
+        x = {**x, "features": x["features"].astype("float32")}
+    elif splits.spec.input_dtype == "float32":  # else token ids
+        x = x.astype("float32")
+    return x, labels_for(y, splits.spec.task)
+
+
 def split_dataset(
     splits, x, y, *, batch_size: int, training: bool, seed: int, one_hot: bool, repeat=False
 ):
@@ -58,13 +68,8 @@ def split_dataset(
         kw = dict(batch_size=batch_size, training=training, seed=seed, repeat=repeat)
         num_classes = splits.spec.num_classes if one_hot else None
         return streamed(splits.spec, x, labels_for(y, splits.spec.task), num_classes, **kw)
-    if isinstance(x, dict) and splits.spec.table:  # a table: its numbers, its categories, text
-        x = {**x, "features": x["features"].astype("float32")}
-    elif splits.spec.input_dtype == "float32":  # else token ids
-        x = x.astype("float32")
     return make_dataset(
-        x,
-        labels_for(y, splits.spec.task),
+        *model_arrays(splits, x, y),
         batch_size=batch_size,
         training=training,
         seed=seed,

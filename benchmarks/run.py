@@ -205,11 +205,15 @@ def markdown(r: dict) -> str:
             )
         lines += [
             "",
-            "tfdl holds a split in memory and gathers each batch inside the compiled call "
-            "(`train.input: auto`, tfdl/resident.py); untracked, held against the same run "
-            "reading the split through tf.data (`train.input: tf_data`). The limit fed by "
-            "tf.data is the limit's own loop reading each batch from tfdl's training stream: "
-            "fed/limit is what reading through tf.data costs at all.",
+            "tfdl: a tracked `tfdl train`. tfdl/limit: tfdl's training loop (untracked, as "
+            "the tracking overhead has its own goal below) against the limit, paired epoch "
+            "by epoch: an epoch of the limit runs after each epoch of tfdl, and the median "
+            "of the pairs' ratios is quoted, since this machine's speed drifts by 10-30% "
+            "over seconds. tfdl holds a split in memory and gathers each batch inside the "
+            "compiled call (`train.input: auto`, tfdl/resident.py); untracked, held against "
+            "the same run reading the split through tf.data (`train.input: tf_data`). The "
+            "limit fed by tf.data is the limit's own loop reading each batch from tfdl's "
+            "training stream: fed/limit is what reading through tf.data costs at all.",
         ]
         lines += [
             "",

@@ -260,10 +260,12 @@ def test_mirrored_on_two_cpu_devices_trains_as_one_device_does(tmp_path, store):
     # partial batch (1257 rows: 41) the two runs part: its 21 + 20 rows split between the
     # replicas, Keras averages each replica's loss and halves the sum, so those rows weigh
     # 1/42 and 1/40 instead of 1/41 (measured: weights 2e-3 apart after 3 epochs).
+    # input tf_data: the one-device run reads the batches tf.data gives the mirrored one
+    # (a held split is for one device only).
     pipeline = {
         **TINY,
         "data": {"source": "digits", "test_fraction": 0.173},
-        "train": {**TINY["train"], "epochs": 3},
+        "train": {**TINY["train"], "epochs": 3, "input": "tf_data"},
         "tracking": {"experiment": "mirrored", "log_model": False},
     }
     out = tmp_path / "found"
@@ -523,3 +525,14 @@ def test_make_train_distributed_trains_one_run_over_two_workers(tmp_path, write_
     run = the_run(client)
     assert run.info.status == "FINISHED" and run.data.tags["tfdl.replicas"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]
+
+
+def test_a_multi_worker_pipeline_built_without_its_cluster_is_refused_in_one_line():
+    # The Python API has no --workers: building such a pipeline outside `tfdl train
+    # --workers` is the same one-line error the command gives.
+    from tfdl.training import build
+
+    p = prepare(validate({**TINY, "train": {**TINY["train"], "distribution": "multi_worker"}}))
+    with pytest.raises(ConfigError, match="multi_worker needs the cluster") as err:
+        build(p)
+    assert "\n" not in str(err.value) and err.value.field == "workers"

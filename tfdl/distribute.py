@@ -85,6 +85,15 @@ def parse_workers(workers) -> tuple[str, ...]:
     return tuple(items)
 
 
+def no_cluster() -> ConfigError:
+    return ConfigError(
+        "workers",
+        "train.distribution multi_worker needs the cluster: every worker's host:port",
+        "workers host:port,... and worker_index i",
+        ("workers", "worker_index"),
+    )
+
+
 def cluster(distribution: str, workers=None, worker_index: int | None = None) -> Cluster | None:
     """The cluster of a training with `train.distribution` = `distribution`, checked: a
     list of host:port, an index among them, and both only for multi_worker (which needs
@@ -92,12 +101,7 @@ def cluster(distribution: str, workers=None, worker_index: int | None = None) ->
     both = "workers host:port,... and worker_index i"
     if workers is None and worker_index is None:
         if distribution == "multi_worker":
-            raise ConfigError(
-                "workers",
-                "train.distribution multi_worker needs the cluster: every worker's host:port",
-                both,
-                ("workers", "worker_index"),
-            )
+            raise no_cluster()
         return None
     if workers is None:
         raise ConfigError(
@@ -200,8 +204,8 @@ def strategy(distribution: str):
             devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
             _strategies[distribution] = tf.distribute.MirroredStrategy(devices)
         else:
-            if _cluster is None:
-                raise RuntimeError("multi_worker training needs the cluster: distribute.start")
+            if _cluster is None:  # e.g. the Python API, without distribute.start
+                raise no_cluster()
             options = tf.distribute.experimental.CommunicationOptions(
                 timeout_seconds=COLLECTIVE_TIMEOUT_S
             )

@@ -186,9 +186,10 @@ def limit_epoch(p: Prepared, fed=False):
     return epoch, samples
 
 
-def limit_way(p: Prepared, fed=False):
-    """Seconds per epoch (the median after the first), and samples in it, of limit_epoch."""
-    epoch, samples = limit_epoch(p, fed)
+def fed_way(p: Prepared):
+    """Seconds per epoch (the median after the first), and samples in it, of the limit's
+    loop reading tfdl's tf.data stream (limit_epoch, fed)."""
+    epoch, samples = limit_epoch(p, fed=True)
     times = []
     for _ in range(p.cfg.train.epochs):
         start = tf.timestamp()
@@ -238,7 +239,7 @@ def measure(name, pipeline, *, epochs=None, repeats=3, overrides=()):
         streamed = untracked_way(prepared, "tf_data")
         naive = naive_way(prepared)
         paired, limit = paired_way(prepared)
-        fed_seconds, samples = limit_way(prepared, fed=True)
+        fed_seconds, samples = fed_way(prepared)
         rows.append(
             {
                 "tfdl": n / tracked.steady(),

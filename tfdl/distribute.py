@@ -85,11 +85,14 @@ def parse_workers(workers) -> tuple[str, ...]:
     return tuple(items)
 
 
+CLUSTER = "workers host:port,... and worker_index i"  # what a multi_worker training needs
+
+
 def no_cluster() -> ConfigError:
     return ConfigError(
         "workers",
         "train.distribution multi_worker needs the cluster: every worker's host:port",
-        "workers host:port,... and worker_index i",
+        CLUSTER,
         ("workers", "worker_index"),
     )
 
@@ -98,14 +101,16 @@ def cluster(distribution: str, workers=None, worker_index: int | None = None) ->
     """The cluster of a training with `train.distribution` = `distribution`, checked: a
     list of host:port, an index among them, and both only for multi_worker (which needs
     them). None when the training runs in this process alone."""
-    both = "workers host:port,... and worker_index i"
     if workers is None and worker_index is None:
         if distribution == "multi_worker":
             raise no_cluster()
         return None
     if workers is None:
         raise ConfigError(
-            "workers", "missing, though a worker index is given", both, ("workers", "worker_index")
+            "workers",
+            "missing, though a worker index is given",
+            CLUSTER,
+            ("workers", "worker_index"),
         )
     parsed = parse_workers(workers)
     if worker_index is None:

@@ -146,3 +146,25 @@ def test_a_streamed_source_is_read_through_tf_data(tmp_path):
     data = table(tmp_path) | {"streaming": "on"}
     p = prepared("auto", data)
     assert p.spec.stream and resident.resident_split(p) is None
+
+
+@pytest.mark.parametrize("input_", ["auto", "tf_data"])
+def test_fit_traces_the_train_step_once_for_each_batch_shape(input_):
+    # Keras leaves the optimizer's slots to the first step, and tf.function traces again a
+    # function whose trace made variables: the step's most costly trace would be made twice.
+    from tfdl.training import build, fit
+
+    p = prepared(input_)
+    model = build(p)
+    traced, step = [], model.train_step
+
+    def counted(data):
+        traced.append(keras.tree.flatten(data[0])[0].shape[0])
+        return step(data)
+
+    model.train_step = counted
+    fit(model, p, epochs=3)
+    rows = len(p.splits.y_train)
+    # held: the whole batches' shape and the partial last one's; tf.data: any batch size
+    assert traced == ([64, rows % 64] if input_ == "auto" else [None])
+    assert rows % 64 and model.optimizer.iterations.numpy() == 3 * -(-rows // 64)

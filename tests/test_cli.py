@@ -152,7 +152,8 @@ def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pip
     folder = tmp_path / "store"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     open_sqlite(uri)
-    proc = start_tfdl("train", slow_pipeline(write_pipeline, 6), uri=uri)
+    epochs = 40  # an epoch here takes a fraction of a second: room for the kill to land
+    proc = start_tfdl("train", slow_pipeline(write_pipeline, epochs), uri=uri)
     client = MlflowClient(uri)
     run = wait_for_epochs(client, folder, 2)
     proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING
@@ -160,16 +161,18 @@ def test_a_run_killed_with_sigkill_resumes_into_the_same_run(tmp_path, write_pip
     run_id = run.info.run_id
     assert client.get_run(run_id).info.status == "RUNNING"
     done = len(client.get_metric_history(run_id, "loss"))
-    assert 2 <= done < 6
+    assert 2 <= done < epochs
 
     out = run_tfdl("train", "--resume", run_id, env={"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "tfdl.error" not in run.data.tags
     for key in ("loss", "val_loss", "learning_rate"):
-        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3, 4, 5, 6], key
+        assert [m.step for m in client.get_metric_history(run_id, key)] == list(
+            range(1, epochs + 1)
+        ), key
     history = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/history.csv")
-    assert len(history.strip().splitlines()) == 1 + 6
+    assert len(history.strip().splitlines()) == 1 + epochs
     assert not (folder / "backups" / run_id).exists()  # finished: nothing left to resume
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
